@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+// Regenerates TypeScript from every package's .proto files with buf + ts-proto.
+// `--check` generates into a temporary folder and fails if the committed files differ.
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const buf = join(root, "node_modules", ".bin", "buf");
+const check = process.argv.includes("--check");
+
+function listFiles(dir) {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? listFiles(path) : [path];
+  });
+}
+
+const packageDirs = ["packages", "apps"]
+  .flatMap((group) => readdirSync(join(root, group)).map((name) => join(root, group, name)))
+  .filter((dir) => existsSync(join(dir, "buf.gen.yaml")));
+
+let stale = [];
+for (const dir of packageDirs) {
+  const committed = join(dir, "src", "gen");
+  if (!check) {
+    rmSync(committed, { recursive: true, force: true });
+    execFileSync(buf, ["generate"], { cwd: dir, stdio: "inherit" });
+    console.log(`generated ${relative(root, committed)}`);
+    continue;
+  }
+  const out = mkdtempSync(join(tmpdir(), "quorum-gen-"));
+  try {
+    execFileSync(buf, ["generate", "-o", out], { cwd: dir, stdio: "inherit" });
+    const fresh = join(out, "src", "gen");
+    const a = listFiles(committed).map((f) => relative(committed, f)).sort();
+    const b = listFiles(fresh).map((f) => relative(fresh, f)).sort();
+    const names = new Set([...a, ...b]);
+    for (const name of names) {
+      const x = existsSync(join(committed, name)) ? readFileSync(join(committed, name), "utf8") : null;
+      const y = existsSync(join(fresh, name)) ? readFileSync(join(fresh, name), "utf8") : null;
+      if (x !== y) stale.push(relative(root, join(committed, name)));
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+if (check) {
+  if (stale.length > 0) {
+    console.error(`generated files are stale (run \`pnpm gen\`):\n  ${stale.join("\n  ")}`);
+    process.exit(1);
+  }
+  console.log(`generated files are up to date (${packageDirs.length} packages)`);
+}
