@@ -2,7 +2,7 @@
 // Regenerates TypeScript from every package's .proto files with buf + ts-proto.
 // `--check` generates into a temporary folder and fails if the committed files differ.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,7 +23,7 @@ const packageDirs = ["packages", "apps"]
   .flatMap((group) => readdirSync(join(root, group)).map((name) => join(root, group, name)))
   .filter((dir) => existsSync(join(dir, "buf.gen.yaml")));
 
-let stale = [];
+const stale = [];
 for (const dir of packageDirs) {
   const committed = join(dir, "src", "gen");
   if (!check) {
@@ -36,8 +36,12 @@ for (const dir of packageDirs) {
   try {
     execFileSync(buf, ["generate", "-o", out], { cwd: dir, stdio: "inherit" });
     const fresh = join(out, "src", "gen");
-    const a = listFiles(committed).map((f) => relative(committed, f)).sort();
-    const b = listFiles(fresh).map((f) => relative(fresh, f)).sort();
+    const a = listFiles(committed)
+      .map((f) => relative(committed, f))
+      .sort();
+    const b = listFiles(fresh)
+      .map((f) => relative(fresh, f))
+      .sort();
     const names = new Set([...a, ...b]);
     for (const name of names) {
       const x = existsSync(join(committed, name)) ? readFileSync(join(committed, name), "utf8") : null;

@@ -10,5 +10,5 @@ export type {
   ReplicatedLog,
   Role,
 } from "./replicated-log.js";
-export type { LogEntry, Snapshot, StateMachine } from "./state-machine.js";
 export { bytesSnapshot, readSnapshot } from "./snapshot.js";
+export type { LogEntry, Snapshot, StateMachine } from "./state-machine.js";

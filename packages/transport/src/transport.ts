@@ -64,7 +64,8 @@ export type TransportErrorCode =
   | "CLOSED"
   | "CLUSTER_MISMATCH"
   | "WRONG_NODE"
-  | "INVALID_CONFIG";
+  | "INVALID_CONFIG"
+  | "INVALID_ARGUMENT";
 
 /** A caller's mistake or a refused connection, with a message a person understands. */
 export class TransportError extends Error {
@@ -74,6 +75,30 @@ export class TransportError extends Error {
     message: string,
   ) {
     super(message);
+  }
+}
+
+/** 4 MiB, gRPC's own default message limit. */
+export const defaultMaxMessageBytes = 4 * 1024 * 1024;
+
+/**
+ * The checks every `send()` makes before queueing: a caller's mistake is thrown at the call
+ * site, where the stack points at it, rather than turning into a silent drop later.
+ */
+export function checkSend(
+  localId: NodeId,
+  channel: string,
+  payload: Uint8Array,
+  maxMessageBytes: number,
+): void {
+  if (channel.length === 0) {
+    throw new TransportError("INVALID_ARGUMENT", `node ${localId}: cannot send on an empty channel name`);
+  }
+  if (payload.byteLength > maxMessageBytes) {
+    throw new TransportError(
+      "MESSAGE_TOO_LARGE",
+      `node ${localId}: message on channel "${channel}" is ${payload.byteLength} bytes, over the limit of ${maxMessageBytes} bytes`,
+    );
   }
 }
 

@@ -1,0 +1,59 @@
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { beforeAll, describe, expect, it } from "vitest";
+
+const cli = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
+const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+
+function quorum(...args: string[]) {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: "utf8", timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe("quorum CLI", () => {
+  beforeAll(() => {
+    if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`pnpm build\` (pnpm test does it)`);
+  });
+
+  it("prints help with exit code 0", () => {
+    const r = quorum("--help");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Usage: quorum/);
+    expect(r.stdout).toMatch(/demo/);
+  });
+
+  it("prints its version", () => {
+    const r = quorum("--version");
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(version);
+  });
+
+  it("rejects an unknown command with one line and exit code 2", () => {
+    const r = quorum("frobnicate");
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(/unknown command 'frobnicate'/);
+  });
+
+  it("rejects a bad flag value with one line and exit code 2", () => {
+    const r = quorum("demo", "--nodes", "zero");
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(/--nodes must be a positive integer/);
+  });
+
+  it("rejects an unknown flag with exit code 2", () => {
+    const r = quorum("demo", "--bogus");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/unknown option '--bogus'/);
+  });
+
+  it("runs the transport demo: every message arrives, in order", () => {
+    const r = quorum("demo", "--nodes", "3", "--messages", "200");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/delivered 1200 messages/);
+    expect(r.stdout).toMatch(/out of order: 0/);
+  });
+});
