@@ -1,0 +1,716 @@
+import { randomBytes } from "node:crypto";
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { open as openFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import type { LogEntry, Snapshot, StateMachine } from "@quorum/consensus";
+import { bytesSnapshot } from "@quorum/consensus";
+import type { Logger } from "@quorum/transport";
+import { silentLogger } from "@quorum/transport";
+import Database from "better-sqlite3";
+import { EtcdError, etcdErrors } from "../errors.js";
+import {
+  type CompactionRequest,
+  type CompactionResponse,
+  type DeleteRangeRequest,
+  type DeleteRangeResponse,
+  type PutRequest,
+  type PutResponse,
+  type RangeRequest,
+  RangeRequest_SortOrder,
+  RangeRequest_SortTarget,
+  type RangeResponse,
+  type RequestOp,
+  type ResponseHeader,
+  type ResponseOp,
+  type TxnRequest,
+  type TxnResponse,
+} from "../gen/etcdserverpb/rpc.js";
+import { type Event, Event_EventType, type KeyValue } from "../gen/mvccpb/kv.js";
+import { Command } from "../gen/quorum/kv/v1/command.js";
+import { evaluateCompare } from "./compare.js";
+import { type KeyRange, keyRange } from "./keys.js";
+import { createSchema } from "./schema.js";
+
+/** What `apply` returns for one log entry: etcd's response, or the error etcd would return. */
+export type ApplyResult =
+  | { readonly type: "put"; readonly response: PutResponse }
+  | { readonly type: "deleteRange"; readonly response: DeleteRangeResponse }
+  | { readonly type: "txn"; readonly response: TxnResponse }
+  | { readonly type: "compaction"; readonly response: CompactionResponse }
+  | { readonly type: "error"; readonly error: EtcdError };
+
+/**
+ * The changes one applied entry made, all at one revision, in the order they were made
+ * (etcd's event order within a txn). `prevKv` is always filled when a previous version
+ * existed; a watcher that did not ask for it strips it.
+ */
+export interface RevisionChanges {
+  readonly revision: number;
+  readonly events: readonly Event[];
+}
+
+export interface KvStoreOptions {
+  /** SQLite file, or ":memory:" (tests, simulation: snapshots then use serialize()). */
+  readonly path: string;
+  readonly logger?: Logger;
+}
+
+interface Row {
+  key: Buffer;
+  create_revision: bigint;
+  mod_revision: bigint;
+  version: bigint;
+  value: Buffer;
+  lease: bigint;
+}
+
+/** A write in progress: every change of one entry shares `beginRev + 1`. */
+interface WriteTxn {
+  readonly beginRev: number;
+  changes: number;
+  readonly events: Event[] | undefined;
+}
+
+/** Nested txns whose compares were evaluated up front, as etcd's compareToPath does. */
+interface TxnPath {
+  readonly succeeded: boolean;
+  /** One per nested txn of the taken branch, in order. */
+  readonly nested: TxnPath[];
+}
+
+const noLimit = -1;
+
+function toKeyValue(row: Row): KeyValue {
+  return {
+    key: row.key,
+    createRevision: row.create_revision,
+    modRevision: row.mod_revision,
+    version: row.version,
+    value: row.value,
+    lease: row.lease,
+  };
+}
+
+function header(revision: number): ResponseHeader {
+  return { clusterId: 0n, memberId: 0n, revision: BigInt(revision), raftTerm: 0n };
+}
+
+function cmpBig(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function isTxnReadOnly(txn: TxnRequest): boolean {
+  const ro = (ops: readonly RequestOp[]) =>
+    ops.every((op) =>
+      op.requestPut || op.requestDeleteRange ? false : op.requestTxn ? isTxnReadOnly(op.requestTxn) : true,
+    );
+  return ro(txn.success) && ro(txn.failure);
+}
+
+export { isTxnReadOnly };
+
+/**
+ * The kv state machine: etcd's MVCC store on SQLite. Every replica applies the same entries
+ * in the same order; `apply` commits a whole batch, its revisions and the applied index in
+ * one SQLite transaction (group commit), so a restart resumes exactly after the last entry
+ * it made durable.
+ */
+export class KvStore implements StateMachine<ApplyResult> {
+  private db: Database.Database;
+  private readonly path: string;
+  private readonly logger: Logger;
+  private readonly statements = new Map<string, Database.Statement>();
+  private applied = 0;
+  private rev = 1;
+  private compactRev = -1;
+  private readonly listeners = new Set<(changes: readonly RevisionChanges[]) => void>();
+  private readonly snapshotFiles: string[] = [];
+  private closed = false;
+
+  private constructor(options: KvStoreOptions) {
+    this.path = options.path;
+    this.logger = options.logger ?? silentLogger;
+    this.db = this.openDb(options.path);
+    this.loadMeta();
+  }
+
+  static open(options: KvStoreOptions): KvStore {
+    return new KvStore(options);
+  }
+
+  private get inMemory(): boolean {
+    return this.path === ":memory:";
+  }
+
+  private openDb(source: string | Buffer): Database.Database {
+    const db = typeof source === "string" ? new Database(source) : new Database(source);
+    if (!this.inMemory) {
+      db.pragma("journal_mode = WAL");
+      db.pragma("synchronous = FULL");
+    }
+    createSchema(db);
+    return db;
+  }
+
+  private loadMeta(): void {
+    const meta = this.db
+      .prepare("SELECT applied_index, revision, compact_revision FROM meta WHERE id = 0")
+      .get() as {
+      applied_index: number;
+      revision: number;
+      compact_revision: number;
+    };
+    this.applied = meta.applied_index;
+    this.rev = meta.revision;
+    this.compactRev = meta.compact_revision;
+    this.statements.clear();
+  }
+
+  private stmt(sql: string, safeIntegers = false): Database.Statement {
+    const cacheKey = safeIntegers ? `S:${sql}` : sql;
+    let s = this.statements.get(cacheKey);
+    if (!s) {
+      s = this.db.prepare(sql);
+      if (safeIntegers) s.safeIntegers(true);
+      this.statements.set(cacheKey, s);
+    }
+    return s;
+  }
+
+  // ---- state machine ---------------------------------------------------------------------
+
+  appliedIndex(): number {
+    return this.applied;
+  }
+
+  /** The store's current revision (1 when empty, as in etcd). */
+  revision(): number {
+    return this.rev;
+  }
+
+  /** The last compacted revision (-1 when never compacted). */
+  compactRevision(): number {
+    return this.compactRev;
+  }
+
+  apply(entries: readonly LogEntry[]): ApplyResult[] {
+    this.assertOpen();
+    if (entries.length === 0) return [];
+    const before = { rev: this.rev, compactRev: this.compactRev };
+    const results: ApplyResult[] = [];
+    const changes: RevisionChanges[] = [];
+    const collect = this.listeners.size > 0;
+    let last = this.applied;
+    try {
+      this.db.transaction(() => {
+        for (const entry of entries) {
+          if (entry.index <= last) {
+            throw new Error(`kv store: entry ${entry.index} is at or below applied index ${last}`);
+          }
+          last = entry.index;
+          const events: Event[] | undefined = collect ? [] : undefined;
+          const result = this.applyCommand(entry, events);
+          results.push(result);
+          if (events && events.length > 0) changes.push({ revision: this.rev, events });
+        }
+        this.stmt("UPDATE meta SET applied_index = ?, revision = ?, compact_revision = ? WHERE id = 0").run(
+          last,
+          this.rev,
+          this.compactRev,
+        );
+      })();
+    } catch (err) {
+      this.rev = before.rev;
+      this.compactRev = before.compactRev;
+      throw err;
+    }
+    this.applied = last;
+    if (changes.length > 0) for (const listener of this.listeners) listener(changes);
+    return results;
+  }
+
+  private applyCommand(entry: LogEntry, events: Event[] | undefined): ApplyResult {
+    let command: Command;
+    try {
+      command = Command.decode(entry.command);
+    } catch (err) {
+      this.logger.error({ index: entry.index, err: String(err) }, "undecodable kv command");
+      return { type: "error", error: etcdErrors.corruptCommand(String(err)) };
+    }
+    try {
+      if (command.put) {
+        const w = this.beginWrite(events);
+        const response = this.put(w, command.put, true);
+        this.endWrite(w);
+        return { type: "put", response };
+      }
+      if (command.deleteRange) {
+        const w = this.beginWrite(events);
+        const response = this.deleteRange(w, command.deleteRange);
+        this.endWrite(w);
+        return { type: "deleteRange", response };
+      }
+      if (command.txn) return { type: "txn", response: this.txnWrite(command.txn, events) };
+      if (command.compaction) return { type: "compaction", response: this.compact(command.compaction) };
+      return { type: "error", error: etcdErrors.unimplemented("this command") };
+    } catch (err) {
+      if (err instanceof EtcdError) return { type: "error", error: err };
+      throw err;
+    }
+  }
+
+  private beginWrite(events: Event[] | undefined): WriteTxn {
+    return { beginRev: this.rev, changes: 0, events };
+  }
+
+  private endWrite(w: WriteTxn): number {
+    if (w.changes > 0) this.rev = w.beginRev + 1;
+    return this.rev;
+  }
+
+  // ---- reads -----------------------------------------------------------------------------
+
+  private where(range: KeyRange, column: string): { sql: string; params: Buffer[] } {
+    switch (range.kind) {
+      case "one":
+        return { sql: `${column} = ?`, params: [range.key] };
+      case "from":
+        return { sql: `${column} >= ?`, params: [range.key] };
+      case "between":
+        return { sql: `${column} >= ? AND ${column} < ?`, params: [range.key, range.end] };
+    }
+  }
+
+  /** Key-values in `range` as of `atRev` (`latest` when it is the view's current revision). */
+  private rows(range: KeyRange, latest: boolean, atRev: number, limit: number, keysOnly: boolean): Row[] {
+    const value = keysOnly ? "x'' AS value" : "h.value";
+    const cols = `h.key, h.create_revision, h.mod_revision, h.version, ${value}, h.lease`;
+    if (latest) {
+      const w = this.where(range, "k.key");
+      const sql = `SELECT ${cols} FROM kv k CROSS JOIN history h ON h.key = k.key AND h.mod_revision = k.mod_revision WHERE ${w.sql} ORDER BY k.key LIMIT ?`;
+      return this.stmt(sql, true).all(...w.params, limit) as Row[];
+    }
+    const w = this.where(range, "key");
+    const sql = `SELECT ${cols} FROM (SELECT key, MAX(mod_revision) AS m FROM history WHERE ${w.sql} AND mod_revision <= ? GROUP BY key) l CROSS JOIN history h ON h.key = l.key AND h.mod_revision = l.m WHERE h.tombstone = 0 ORDER BY h.key LIMIT ?`;
+    return this.stmt(sql, true).all(...w.params, atRev, limit) as Row[];
+  }
+
+  private count(range: KeyRange, latest: boolean, atRev: number): number {
+    if (latest) {
+      const w = this.where(range, "key");
+      return (this.stmt(`SELECT count(*) AS n FROM kv WHERE ${w.sql}`).get(...w.params) as { n: number }).n;
+    }
+    const w = this.where(range, "key");
+    const sql = `SELECT count(*) AS n FROM (SELECT key, MAX(mod_revision) AS m FROM history WHERE ${w.sql} AND mod_revision <= ? GROUP BY key) l CROSS JOIN history h ON h.key = l.key AND h.mod_revision = l.m WHERE h.tombstone = 0`;
+    return (this.stmt(sql).get(...w.params, atRev) as { n: number }).n;
+  }
+
+  private latestOne(key: Buffer): Row | undefined {
+    return this.rows({ kind: "one", key }, true, 0, noLimit, false)[0];
+  }
+
+  /** etcd's Range against a view whose current revision is `curRev`. */
+  private rangeAt(req: RangeRequest, curRev: number): RangeResponse {
+    let rev = Number(req.revision);
+    if (rev > curRev) throw etcdErrors.futureRevision();
+    if (rev <= 0) rev = curRev;
+    if (rev < this.compactRev) throw etcdErrors.compacted();
+    const range = keyRange(req.key, req.rangeEnd);
+    const latest = rev === curRev;
+    const response: RangeResponse = { header: header(curRev), kvs: [], more: false, count: 0n };
+    if (req.countOnly) {
+      response.count = BigInt(this.count(range, latest, rev));
+      return response;
+    }
+    const filtered =
+      req.minModRevision !== 0n ||
+      req.maxModRevision !== 0n ||
+      req.minCreateRevision !== 0n ||
+      req.maxCreateRevision !== 0n;
+    const limit = Number(req.limit);
+    const fetchAll = req.sortOrder !== RangeRequest_SortOrder.NONE || filtered || limit <= 0;
+    let kvs = this.rows(range, latest, rev, fetchAll ? noLimit : limit + 1, req.keysOnly).map(toKeyValue);
+    const count = fetchAll ? kvs.length : this.count(range, latest, rev);
+    if (req.maxModRevision !== 0n) kvs = kvs.filter((kv) => kv.modRevision <= req.maxModRevision);
+    if (req.minModRevision !== 0n) kvs = kvs.filter((kv) => kv.modRevision >= req.minModRevision);
+    if (req.maxCreateRevision !== 0n) kvs = kvs.filter((kv) => kv.createRevision <= req.maxCreateRevision);
+    if (req.minCreateRevision !== 0n) kvs = kvs.filter((kv) => kv.createRevision >= req.minCreateRevision);
+    let order = req.sortOrder;
+    if (req.sortTarget !== RangeRequest_SortTarget.KEY && order === RangeRequest_SortOrder.NONE) {
+      order = RangeRequest_SortOrder.ASCEND;
+    }
+    if (order === RangeRequest_SortOrder.ASCEND || order === RangeRequest_SortOrder.DESCEND) {
+      const by = sorter(req.sortTarget);
+      kvs.sort(order === RangeRequest_SortOrder.ASCEND ? by : (a, b) => by(b, a));
+    }
+    if (limit > 0 && kvs.length > limit) {
+      kvs = kvs.slice(0, limit);
+      response.more = true;
+    }
+    response.kvs = kvs;
+    response.count = BigInt(count);
+    return response;
+  }
+
+  /** A Range served from local state (after a read barrier, or serializable). */
+  range(req: RangeRequest): RangeResponse {
+    this.assertOpen();
+    return this.rangeAt(req, this.rev);
+  }
+
+  /** A Txn without writes, served from local state like a Range. */
+  txnReadOnly(req: TxnRequest): TxnResponse {
+    this.assertOpen();
+    const curRev = this.rev;
+    const path = this.compareToPath(req, curRev);
+    this.checkRanges(req, path, curRev);
+    const response = this.applyTxnOps(undefined, req, path, curRev);
+    response.header = header(curRev);
+    return response;
+  }
+
+  // ---- writes ----------------------------------------------------------------------------
+
+  private leaseExists(id: bigint): boolean {
+    return this.stmt("SELECT 1 FROM lease WHERE id = ?").get(id) !== undefined;
+  }
+
+  private put(w: WriteTxn, req: PutRequest, checkLease: boolean): PutResponse {
+    let lease = req.lease;
+    if (checkLease && lease !== 0n && !this.leaseExists(lease)) throw etcdErrors.leaseNotFound();
+    const prev = this.latestOne(req.key);
+    if ((req.ignoreValue || req.ignoreLease) && !prev) throw etcdErrors.keyNotFound();
+    const value = req.ignoreValue && prev ? prev.value : req.value;
+    if (req.ignoreLease && prev) lease = prev.lease;
+    const rev = w.beginRev + 1;
+    const createRevision = prev ? prev.create_revision : BigInt(rev);
+    const version = prev ? prev.version + 1n : 1n;
+    this.stmt(
+      "INSERT OR REPLACE INTO history (key, mod_revision, sub, tombstone, value, create_revision, version, lease) VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
+    ).run(req.key, rev, w.changes, value, createRevision, version, lease);
+    this.stmt(
+      "INSERT INTO kv (key, mod_revision, lease) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, lease = excluded.lease",
+    ).run(req.key, rev, lease);
+    w.changes++;
+    if (w.events) {
+      const kv: KeyValue = {
+        key: req.key,
+        createRevision,
+        modRevision: BigInt(rev),
+        version,
+        value,
+        lease,
+      };
+      w.events.push({ type: Event_EventType.PUT, kv, prevKv: prev ? toKeyValue(prev) : undefined });
+    }
+    const response: PutResponse = { header: header(rev), prevKv: undefined };
+    if (req.prevKv && prev) response.prevKv = toKeyValue(prev);
+    return response;
+  }
+
+  private deleteRange(w: WriteTxn, req: DeleteRangeRequest): DeleteRangeResponse {
+    const range = keyRange(req.key, req.rangeEnd);
+    const existing = this.rows(range, true, 0, noLimit, false);
+    const rev = w.beginRev + 1;
+    const insert = this.stmt(
+      "INSERT OR REPLACE INTO history (key, mod_revision, sub, tombstone, value, create_revision, version, lease) VALUES (?, ?, ?, 1, x'', 0, 0, 0)",
+    );
+    const remove = this.stmt("DELETE FROM kv WHERE key = ?");
+    for (const row of existing) {
+      insert.run(row.key, rev, w.changes);
+      remove.run(row.key);
+      w.changes++;
+      if (w.events) {
+        const kv: KeyValue = {
+          key: row.key,
+          createRevision: 0n,
+          modRevision: BigInt(rev),
+          version: 0n,
+          value: Buffer.alloc(0),
+          lease: 0n,
+        };
+        w.events.push({ type: Event_EventType.DELETE, kv, prevKv: toKeyValue(row) });
+      }
+    }
+    const revision = existing.length > 0 || w.changes > 0 ? w.beginRev + 1 : w.beginRev;
+    return {
+      header: header(revision),
+      deleted: BigInt(existing.length),
+      prevKvs: req.prevKv ? existing.map(toKeyValue) : [],
+    };
+  }
+
+  private compareToPath(req: TxnRequest, curRev: number): TxnPath {
+    const succeeded = req.compare.every((c) =>
+      evaluateCompare(
+        c,
+        this.rows(keyRange(c.key, c.rangeEnd), true, curRev, noLimit, false).map(toKeyValue),
+      ),
+    );
+    const ops = succeeded ? req.success : req.failure;
+    const nested: TxnPath[] = [];
+    for (const op of ops) if (op.requestTxn) nested.push(this.compareToPath(op.requestTxn, curRev));
+    return { succeeded, nested };
+  }
+
+  /** etcd's checkRequests(checkPut): fails the whole txn before it writes anything. */
+  private checkPuts(req: TxnRequest, path: TxnPath): void {
+    let n = 0;
+    for (const op of path.succeeded ? req.success : req.failure) {
+      if (op.requestTxn) {
+        this.checkPuts(op.requestTxn, path.nested[n++]!);
+        continue;
+      }
+      const put = op.requestPut;
+      if (!put) continue;
+      if ((put.ignoreValue || put.ignoreLease) && !this.latestOne(put.key)) throw etcdErrors.keyNotFound();
+      if (put.lease !== 0n && !this.leaseExists(put.lease)) throw etcdErrors.leaseNotFound();
+    }
+  }
+
+  /** etcd's checkRequests(checkRange). */
+  private checkRanges(req: TxnRequest, path: TxnPath, curRev: number): void {
+    let n = 0;
+    for (const op of path.succeeded ? req.success : req.failure) {
+      if (op.requestTxn) {
+        this.checkRanges(op.requestTxn, path.nested[n++]!, curRev);
+        continue;
+      }
+      const range = op.requestRange;
+      if (!range || range.revision === 0n) continue;
+      if (range.revision > BigInt(curRev)) throw etcdErrors.futureRevision();
+      if (range.revision < BigInt(this.compactRev)) throw etcdErrors.compacted();
+    }
+  }
+
+  private applyTxnOps(w: WriteTxn | undefined, req: TxnRequest, path: TxnPath, readRev: number): TxnResponse {
+    const responses: ResponseOp[] = [];
+    let n = 0;
+    for (const op of path.succeeded ? req.success : req.failure) {
+      if (op.requestRange) {
+        const viewRev = w ? (w.changes > 0 ? w.beginRev + 1 : w.beginRev) : readRev;
+        const r = this.rangeAt(op.requestRange, viewRev);
+        responses.push({ responseRange: r });
+      } else if (op.requestPut) {
+        responses.push({ responsePut: this.put(w!, op.requestPut, false) });
+      } else if (op.requestDeleteRange) {
+        responses.push({ responseDeleteRange: this.deleteRange(w!, op.requestDeleteRange) });
+      } else if (op.requestTxn) {
+        const nested = this.applyTxnOps(w, op.requestTxn, path.nested[n++]!, readRev);
+        // etcd sends nested txn responses with an empty (all-zero) header.
+        nested.header = header(0);
+        responses.push({ responseTxn: nested });
+      }
+    }
+    return { header: undefined, succeeded: path.succeeded, responses };
+  }
+
+  private txnWrite(req: TxnRequest, events: Event[] | undefined): TxnResponse {
+    const beginRev = this.rev;
+    const path = this.compareToPath(req, beginRev);
+    if (!isTxnReadOnly(req)) this.checkPuts(req, path);
+    this.checkRanges(req, path, beginRev);
+    const w = this.beginWrite(events ? [] : undefined);
+    // A savepoint: an op failing half-way (etcd would panic here) leaves nothing behind.
+    const response = this.db.transaction(() => this.applyTxnOps(w, req, path, beginRev))();
+    if (events && w.events) events.push(...w.events);
+    response.header = header(this.endWrite(w));
+    return response;
+  }
+
+  private compact(req: CompactionRequest): CompactionResponse {
+    const rev = Number(req.revision);
+    if (rev <= this.compactRev) throw etcdErrors.compacted();
+    if (rev > this.rev) throw etcdErrors.futureRevision();
+    this.compactRev = rev;
+    // Keep, per key, the newest version at or below `rev` unless it is a tombstone.
+    this.stmt(
+      `DELETE FROM history WHERE mod_revision <= @c AND (tombstone = 1 OR EXISTS (
+         SELECT 1 FROM history n WHERE n.key = history.key AND n.mod_revision > history.mod_revision AND n.mod_revision <= @c))`,
+    ).run({ c: rev });
+    return { header: header(this.rev) };
+  }
+
+  // ---- watch support (next issue) --------------------------------------------------------
+
+  /** Called after each applied batch commits, with the changes it made, in revision order. */
+  onChanges(listener: (changes: readonly RevisionChanges[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Historical changes with revision in [fromRev, toRev] (for watch replay), from the MVCC
+   * history; fails with the compacted error when fromRev is at or below the compaction.
+   */
+  changesBetween(fromRev: number, toRev: number): RevisionChanges[] {
+    this.assertOpen();
+    if (fromRev <= this.compactRev) throw etcdErrors.compacted();
+    const rows = this.stmt(
+      "SELECT key, create_revision, mod_revision, version, value, lease, tombstone FROM history WHERE mod_revision >= ? AND mod_revision <= ? ORDER BY mod_revision, sub",
+      true,
+    ).all(fromRev, toRev) as (Row & { tombstone: bigint })[];
+    const out: { revision: number; events: Event[] }[] = [];
+    for (const row of rows) {
+      const revision = Number(row.mod_revision);
+      let last = out[out.length - 1];
+      if (!last || last.revision !== revision) {
+        last = { revision, events: [] };
+        out.push(last);
+      }
+      const prev = this.rows({ kind: "one", key: row.key }, false, revision - 1, noLimit, false)[0];
+      const tombstone = row.tombstone === 1n;
+      last.events.push({
+        type: tombstone ? Event_EventType.DELETE : Event_EventType.PUT,
+        kv: tombstone
+          ? {
+              key: row.key,
+              createRevision: 0n,
+              modRevision: row.mod_revision,
+              version: 0n,
+              value: Buffer.alloc(0),
+              lease: 0n,
+            }
+          : toKeyValue(row),
+        prevKv: prev ? toKeyValue(prev) : undefined,
+      });
+    }
+    return out;
+  }
+
+  // ---- sizes -----------------------------------------------------------------------------
+
+  dbSize(): number {
+    const pages = this.db.pragma("page_count", { simple: true }) as number;
+    const pageSize = this.db.pragma("page_size", { simple: true }) as number;
+    return pages * pageSize;
+  }
+
+  dbSizeInUse(): number {
+    const free = this.db.pragma("freelist_count", { simple: true }) as number;
+    const pageSize = this.db.pragma("page_size", { simple: true }) as number;
+    return this.dbSize() - free * pageSize;
+  }
+
+  // ---- snapshots -------------------------------------------------------------------------
+
+  async snapshot(): Promise<Snapshot> {
+    this.assertOpen();
+    const index = this.applied;
+    if (this.inMemory) return bytesSnapshot(index, this.db.serialize());
+    // VACUUM INTO copies one consistent read transaction; it runs synchronously, so no apply
+    // can interleave between reading `index` and the copy.
+    const file = join(
+      dirname(this.path),
+      `${basename(this.path)}.snapshot-${index}-${randomBytes(4).toString("hex")}`,
+    );
+    this.db.prepare("VACUUM INTO ?").run(file);
+    this.snapshotFiles.push(file);
+    // Keep the two newest images: a follower may still be reading the previous one.
+    while (this.snapshotFiles.length > 2) rmSync(this.snapshotFiles.shift()!, { force: true });
+    const size = statSync(file).size;
+    return {
+      index,
+      size,
+      async *chunks() {
+        const handle = await openFile(file, "r");
+        try {
+          const chunk = 256 * 1024;
+          for (let offset = 0; offset < size; offset += chunk) {
+            const buf = Buffer.alloc(Math.min(chunk, size - offset));
+            const { bytesRead } = await handle.read(buf, 0, buf.length, offset);
+            yield buf.subarray(0, bytesRead);
+          }
+        } finally {
+          await handle.close();
+        }
+      },
+    };
+  }
+
+  async restore(snapshot: Snapshot): Promise<void> {
+    this.assertOpen();
+    if (this.inMemory) {
+      const parts: Uint8Array[] = [];
+      for await (const chunk of snapshot.chunks()) parts.push(chunk);
+      const image = Buffer.concat(parts);
+      const next = this.openDb(image);
+      this.checkImage(next, snapshot.index);
+      this.db.close();
+      this.db = next;
+      this.loadMeta();
+      return;
+    }
+    const temp = `${this.path}.restore-${randomBytes(4).toString("hex")}`;
+    const fd = openSync(temp, "w");
+    try {
+      for await (const chunk of snapshot.chunks()) writeSync(fd, chunk);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      const check = new Database(temp, { readonly: true });
+      try {
+        this.checkImage(check, snapshot.index);
+      } finally {
+        check.close();
+      }
+    } catch (err) {
+      rmSync(temp, { force: true });
+      throw err;
+    }
+    // Closing checkpoints and removes the WAL; the rename is the atomic switch.
+    this.db.close();
+    for (const suffix of ["-wal", "-shm"]) rmSync(`${this.path}${suffix}`, { force: true });
+    renameSync(temp, this.path);
+    const dirFd = openSync(dirname(this.path), "r");
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
+    this.db = this.openDb(this.path);
+    this.loadMeta();
+  }
+
+  private checkImage(db: Database.Database, index: number): void {
+    const row = db.prepare("SELECT applied_index FROM meta WHERE id = 0").get() as
+      | { applied_index: number }
+      | undefined;
+    if (!row || row.applied_index !== index) {
+      throw new Error(`kv store: snapshot image is at index ${row?.applied_index ?? "?"}, expected ${index}`);
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+    for (const file of this.snapshotFiles.splice(0)) rmSync(file, { force: true });
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error("kv store is closed");
+  }
+
+  /** For tests: whether the database file exists. */
+  static exists(path: string): boolean {
+    return existsSync(path);
+  }
+}
+
+function sorter(target: RangeRequest_SortTarget): (a: KeyValue, b: KeyValue) => number {
+  switch (target) {
+    case RangeRequest_SortTarget.VERSION:
+      return (a, b) => cmpBig(a.version, b.version);
+    case RangeRequest_SortTarget.CREATE:
+      return (a, b) => cmpBig(a.createRevision, b.createRevision);
+    case RangeRequest_SortTarget.MOD:
+      return (a, b) => cmpBig(a.modRevision, b.modRevision);
+    case RangeRequest_SortTarget.VALUE:
+      return (a, b) => Buffer.compare(a.value, b.value);
+    default:
+      return (a, b) => Buffer.compare(a.key, b.key);
+  }
+}

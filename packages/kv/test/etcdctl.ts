@@ -1,0 +1,44 @@
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function findBinary(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? "").split(":")) {
+    const path = `${dir}/${name}`;
+    if (dir && existsSync(path)) return path;
+  }
+  return undefined;
+}
+
+/** Runs a command without blocking the event loop (the server under test shares this process). */
+export function run(
+  file: string,
+  args: string[],
+  options: { stdin?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, {
+      env: { ...process.env, ...options.env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(options.stdin ?? "");
+  });
+}
+
+export function etcdctl(endpoint: string, args: string[], stdin?: string): Promise<Run> {
+  return run("etcdctl", [`--endpoints=${endpoint}`, "--command-timeout=5s", ...args], {
+    env: { ETCDCTL_API: "3" },
+    ...(stdin !== undefined ? { stdin } : {}),
+  });
+}
