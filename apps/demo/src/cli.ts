@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
+import { runCluster } from "./commands/cluster.js";
+import { runNode } from "./commands/node.js";
 import { runTransportDemo } from "./commands/transport-demo.js";
+import { ConfigError } from "./node/config.js";
 
 const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
   version: string;
@@ -40,6 +43,39 @@ function buildProgram(): Command {
       await runTransportDemo(opts);
     });
 
+  program
+    .command("node")
+    .description("run one node of a cluster in the foreground (flags follow etcd's)")
+    .requiredOption("--name <name>", "this node's name, as in --initial-cluster")
+    .option("--data-dir <dir>", "where the node keeps its SQLite files (default: <name>.quorum)")
+    .option("--listen-client <host:port>", "address for etcd clients", "127.0.0.1:2379")
+    .option("--listen-peer <host:port>", "address for node-to-node traffic", "127.0.0.1:2380")
+    .option("--initial-cluster <list>", "every voter of a new cluster: n1=host:port,n2=host:port,...")
+    .option(
+      "--initial-cluster-token <token>",
+      "nodes of different clusters refuse each other",
+      "quorum-cluster",
+    )
+    .option("--consensus <protocol>", "raft", "raft")
+    .option("--listen-metrics <host:port>", "serve Prometheus metrics on http://host:port/metrics")
+    .option("--log-level <level>", "fatal, error, warn, info, debug or trace", "info")
+    .action(runNode);
+
+  program
+    .command("cluster")
+    .description("start a local cluster as separate node processes and print its endpoints")
+    .option("--nodes <n>", "how many nodes", positiveInt("--nodes"), 3)
+    .option("--data-dir <dir>", "parent folder of the nodes' data dirs", "./data")
+    .option(
+      "--base-port <port>",
+      "node i listens on base+10i (clients), +1 (peers), +2 (metrics)",
+      positiveInt("--base-port"),
+      2379,
+    )
+    .option("--host <host>", "address to listen on", "127.0.0.1")
+    .option("--log-level <level>", "fatal, error, warn, info, debug or trace", "warn")
+    .action(runCluster);
+
   return program;
 }
 
@@ -58,7 +94,7 @@ async function main(argv: string[]): Promise<number> {
       return benign.includes(err.code) ? 0 : EXIT_USAGE;
     }
     process.stderr.write(`quorum: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
+    return err instanceof ConfigError ? EXIT_USAGE : 1;
   }
 }
 

@@ -1,0 +1,97 @@
+import type { PeerInfo } from "@quorum/transport";
+
+/** Everything `quorum node` needs, validated. Flag names follow etcd's where etcd has one. */
+export interface NodeConfig {
+  readonly name: string;
+  readonly dataDir: string;
+  /** host:port for etcd clients. */
+  readonly listenClient: string;
+  /** host:port for node-to-node traffic. */
+  readonly listenPeer: string;
+  /** Every voter of a new cluster, this node included. */
+  readonly initialCluster: readonly PeerInfo[];
+  /** Nodes of different clusters refuse each other's streams. */
+  readonly clusterToken: string;
+  readonly consensus: "raft";
+  /** host:port for Prometheus `/metrics`; undefined = no metrics server. */
+  readonly listenMetrics: string | undefined;
+  readonly logLevel: string;
+}
+
+/** A flag value a person got wrong; the CLI prints the message and exits 2. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+const namePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+/** Accepts `host:port` or `http://host:port` (etcd's URL form) and returns `host:port`. */
+export function parseHostPort(flag: string, value: string): string {
+  const bare = value.replace(/^https?:\/\//, "").replace(/\/$/, "");
+  const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(bare);
+  const port = match ? Number(match[2]) : Number.NaN;
+  if (!match || port > 65535) {
+    throw new ConfigError(`${flag}: "${value}" is not host:port (for example 127.0.0.1:2379)`);
+  }
+  return bare;
+}
+
+/** Parses etcd's `--initial-cluster n1=http://127.0.0.1:2380,n2=...`. */
+export function parseInitialCluster(value: string): PeerInfo[] {
+  const peers: PeerInfo[] = [];
+  for (const part of value.split(",")) {
+    const eq = part.indexOf("=");
+    if (eq <= 0) throw new ConfigError(`--initial-cluster: "${part}" is not name=host:port`);
+    const id = part.slice(0, eq).trim();
+    if (!namePattern.test(id)) throw new ConfigError(`--initial-cluster: "${id}" is not a valid node name`);
+    if (peers.some((p) => p.id === id))
+      throw new ConfigError(`--initial-cluster: node "${id}" is listed twice`);
+    peers.push({ id, address: parseHostPort("--initial-cluster", part.slice(eq + 1).trim()) });
+  }
+  return peers;
+}
+
+export interface NodeFlags {
+  name: string;
+  dataDir?: string;
+  listenClient: string;
+  listenPeer: string;
+  initialCluster?: string;
+  initialClusterToken: string;
+  consensus: string;
+  listenMetrics?: string;
+  logLevel: string;
+}
+
+export function nodeConfigFromFlags(flags: NodeFlags): NodeConfig {
+  if (!namePattern.test(flags.name)) {
+    throw new ConfigError(`--name: "${flags.name}" must be 1-63 letters, digits, '.', '_' or '-'`);
+  }
+  const listenClient = parseHostPort("--listen-client", flags.listenClient);
+  const listenPeer = parseHostPort("--listen-peer", flags.listenPeer);
+  const initialCluster = flags.initialCluster
+    ? parseInitialCluster(flags.initialCluster)
+    : [{ id: flags.name, address: listenPeer }];
+  const self = initialCluster.find((p) => p.id === flags.name);
+  if (!self) {
+    throw new ConfigError(`--initial-cluster does not list this node ("${flags.name}")`);
+  }
+  if (flags.consensus !== "raft") {
+    throw new ConfigError(`--consensus: "${flags.consensus}" is not supported yet (supported: raft)`);
+  }
+  const levels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+  if (!levels.includes(flags.logLevel)) {
+    throw new ConfigError(`--log-level: "${flags.logLevel}" is not one of ${levels.join(", ")}`);
+  }
+  return {
+    name: flags.name,
+    dataDir: flags.dataDir ?? `${flags.name}.quorum`,
+    listenClient,
+    listenPeer,
+    initialCluster,
+    clusterToken: flags.initialClusterToken,
+    consensus: "raft",
+    listenMetrics: flags.listenMetrics ? parseHostPort("--listen-metrics", flags.listenMetrics) : undefined,
+    logLevel: flags.logLevel,
+  };
+}

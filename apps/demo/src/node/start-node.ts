@@ -1,0 +1,109 @@
+import { randomInt } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { join } from "node:path";
+import { KvStore, startKvService } from "@quorum/kv";
+import { RaftNode, SqliteLogStore } from "@quorum/raft";
+import { GrpcTransport, seededRandom, systemClock } from "@quorum/transport";
+import { pino } from "pino";
+import { Registry } from "prom-client";
+import type { NodeConfig } from "./config.js";
+import { MemberDirectory } from "./member-directory.js";
+
+export interface RunningNode {
+  readonly clientAddress: string;
+  readonly peerAddress: string;
+  readonly metricsAddress: string | undefined;
+  /** Stops serving clients, then consensus, then closes the files. */
+  stop(): Promise<void>;
+}
+
+/**
+ * One Quorum node: the gRPC transport to its peers, a Raft group whose log and state machine
+ * (the kv store) live in SQLite files under the data dir, and etcd's API for clients.
+ */
+export async function startNode(config: NodeConfig): Promise<RunningNode> {
+  const logger = pino({ level: config.logLevel, base: { node: config.name } }, pino.destination(2));
+  mkdirSync(config.dataDir, { recursive: true });
+  const metrics = new Registry();
+
+  const transport = new GrpcTransport({
+    nodeId: config.name,
+    clusterId: config.clusterToken,
+    listen: config.listenPeer,
+    peers: config.initialCluster.filter((p) => p.id !== config.name),
+    logger,
+  });
+  const peerAddress = await transport.start();
+
+  const store = KvStore.open({ path: join(config.dataDir, "kv.db"), logger });
+  const logStore = new SqliteLogStore({ path: join(config.dataDir, "raft.db") });
+  // Election jitter needs no reproducibility in production, but the seed is logged so a
+  // surprising run can be replayed in the simulator.
+  const seed = randomInt(2 ** 31);
+  const raft = new RaftNode({
+    id: config.name,
+    peers: config.initialCluster,
+    transport,
+    clock: systemClock,
+    storage: logStore,
+    stateMachine: store,
+    random: seededRandom(seed),
+    logger,
+    metrics,
+  });
+  await raft.start();
+
+  const directory = new MemberDirectory(transport, systemClock, config.listenClient);
+  const kv = await startKvService({
+    log: raft,
+    store,
+    listen: config.listenClient,
+    leaderClientAddress: (id) => directory.clientAddress(id),
+    logger,
+    metrics,
+  });
+
+  let metricsServer: Server | undefined;
+  let metricsAddress: string | undefined;
+  if (config.listenMetrics) {
+    metricsServer = await serveMetrics(config.listenMetrics, metrics);
+    metricsAddress = config.listenMetrics;
+  }
+  logger.info({ client: kv.address, peer: peerAddress, metrics: metricsAddress, seed }, "node started");
+
+  return {
+    clientAddress: kv.address,
+    peerAddress,
+    metricsAddress,
+    async stop() {
+      await kv.close(1000);
+      directory.close();
+      await raft.close();
+      await transport.close();
+      store.close();
+      logStore.close();
+      metricsServer?.close();
+      logger.info("node stopped");
+      logger.flush();
+    },
+  };
+}
+
+function serveMetrics(address: string, registry: Registry): Promise<Server> {
+  const colon = address.lastIndexOf(":");
+  const server = createServer((req, res) => {
+    if (req.url !== "/metrics") {
+      res.writeHead(404).end("not found; try /metrics\n");
+      return;
+    }
+    registry.metrics().then(
+      (body) => res.writeHead(200, { "content-type": registry.contentType }).end(body),
+      (err: Error) => res.writeHead(500).end(`${err.message}\n`),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(Number(address.slice(colon + 1)), address.slice(0, colon), () => resolve(server));
+  });
+}

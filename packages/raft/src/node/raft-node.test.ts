@@ -1,0 +1,172 @@
+import { type ConsensusError, isConsensusError } from "@quorum/consensus";
+import { type ConformanceHarness, conformanceCases } from "@quorum/consensus/testing";
+import { afterEach, describe, expect, it } from "vitest";
+import { NodeCluster } from "./test-cluster.js";
+
+const harness: ConformanceHarness = {
+  sizes: [1, 3],
+  async createCluster(size) {
+    const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
+    const c = new NodeCluster(ids);
+    await c.start();
+    return {
+      ids,
+      log: (id) => c.node(id),
+      machine: (id) => c.slot(id).machine,
+      stop: (id) => c.stop(id),
+      restart: (id) => c.restart(id),
+      waitUntil: (what, predicate, timeoutMs) => c.waitUntil(what, predicate, timeoutMs),
+      close: () => c.close(),
+    };
+  },
+};
+
+describe("RaftNode passes the @quorum/consensus conformance kit", () => {
+  for (const c of conformanceCases(harness)) {
+    it(c.name, async () => {
+      const cluster = await harness.createCluster(c.clusterSize);
+      try {
+        await c.run(cluster);
+      } finally {
+        await cluster.close();
+      }
+    });
+  }
+});
+
+describe("RaftNode", () => {
+  let cluster: NodeCluster | undefined;
+  afterEach(async () => {
+    await cluster?.close();
+    cluster = undefined;
+  });
+
+  it("rejects a proposal on a follower with NOT_LEADER naming the leader and its address", async () => {
+    cluster = new NodeCluster(["n1", "n2", "n3"]);
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    const follower = ["n1", "n2", "n3"].find((id) => id !== leader)!;
+    await cluster.waitUntil(
+      "follower knows the leader",
+      () => cluster!.node(follower).status().leaderId === leader,
+    );
+    const err = await cluster
+      .node(follower)
+      .propose(Buffer.from("x"))
+      .catch((e: unknown) => e);
+    expect(isConsensusError(err, "NOT_LEADER")).toBe(true);
+    expect((err as ConsensusError).leader).toEqual({ id: leader, address: `memory:${leader}` });
+  });
+
+  it("drops and counts a malformed peer message without throwing", async () => {
+    cluster = new NodeCluster(["n1", "n2", "n3"]);
+    await cluster.start();
+    await cluster.waitForLeader();
+    const hostile = cluster.network.join("evil");
+    hostile.addPeer({ id: "n1", address: "memory:n1" });
+    hostile.send("n1", "raft", new Uint8Array([0xff, 0x01, 0x02, 0x03]));
+    await cluster.waitUntil("the drop is counted", () => {
+      const m = cluster!.slot("n1").registry.getSingleMetric("raft_dropped_messages_total") as unknown as {
+        hashMap: Record<string, { value: number }>;
+      };
+      return Object.values(m.hashMap).some((v) => v.value > 0);
+    });
+    await hostile.close();
+    const leader = await cluster.waitForLeader();
+    await cluster.node(leader).propose(Buffer.from("still fine"));
+  });
+
+  it("resolves proposals with the state machine's result, in order, batching concurrent ones", async () => {
+    cluster = new NodeCluster(["n1", "n2", "n3"]);
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => cluster!.node(leader).propose(Buffer.from(`c${i}`))),
+    );
+    expect(results.map((r) => r.result.count)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    const indexes = results.map((r) => r.index);
+    expect([...indexes].sort((a, b) => a - b)).toEqual(indexes);
+  });
+
+  it("times out a proposal that cannot commit (no quorum) with TIMEOUT", async () => {
+    cluster = new NodeCluster(["n1", "n2", "n3"]);
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    for (const id of ["n1", "n2", "n3"]) if (id !== leader) await cluster.stop(id);
+    const err = await cluster
+      .node(leader)
+      .propose(Buffer.from("x"), { timeoutMs: 50 })
+      .catch((e: unknown) => e);
+    expect(isConsensusError(err)).toBe(true);
+    expect(["TIMEOUT", "NOT_LEADER"]).toContain((err as ConsensusError).code);
+  });
+
+  it("adds a learner, streams it a snapshot, promotes it; it then counts toward the quorum", async () => {
+    cluster = new NodeCluster(["n1", "n2", "n3"], {
+      snapshotThreshold: 20,
+      snapshotCatchUpEntries: 0,
+      snapshotChunkBytes: 64,
+    });
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    for (let i = 0; i < 40; i++) await cluster.node(leader).propose(Buffer.from(`p${i}`));
+    await cluster.waitUntil(
+      "leader compacted",
+      () => (cluster!.node(leader).coreStatus()?.firstIndex ?? 0) > 2,
+    );
+    await cluster.startNode("n4", []);
+    await cluster
+      .node(leader)
+      .changeMembership({ type: "addLearner", member: { id: "n4", address: "memory:n4" } });
+    await cluster.waitUntil("learner caught up", () => cluster!.slot("n4").machine.commands.length === 40);
+    expect(cluster.slot("n4").machine.commands).toEqual(cluster.slot(leader).machine.commands);
+    expect(cluster.node("n4").status().role).toBe("learner");
+    const sent = await cluster.slot(leader).registry.getSingleMetric("raft_snapshots_sent_total")!.get();
+    expect(sent.values.find((v) => v.labels.outcome === "ok")?.value).toBeGreaterThanOrEqual(1);
+    const installed = await cluster
+      .slot("n4")
+      .registry.getSingleMetric("raft_snapshots_installed_total")!
+      .get();
+    expect(installed.values[0]?.value).toBeGreaterThanOrEqual(1);
+    const members = await cluster.node(leader).changeMembership({ type: "promote", id: "n4" });
+    expect(members.find((m) => m.id === "n4")?.learner).toBe(false);
+    await cluster.node(leader).propose(Buffer.from("after"));
+    await cluster.waitUntil("n4 applied", () => cluster!.slot("n4").machine.commands.at(-1) === "after");
+  });
+
+  it("transfers leadership to a chosen follower", async () => {
+    cluster = new NodeCluster(["n1", "n2", "n3"]);
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    const target = ["n1", "n2", "n3"].find((id) => id !== leader)!;
+    await cluster.node(leader).propose(Buffer.from("x"));
+    await cluster.node(leader).transferLeadership(target);
+    await cluster.waitUntil("target leads", () => cluster!.node(target).status().role === "leader");
+    await cluster.node(target).propose(Buffer.from("y"));
+  });
+
+  it("exposes term, role, commit and applied index as Prometheus metrics", async () => {
+    cluster = new NodeCluster(["n1"]);
+    await cluster.start();
+    await cluster.waitForLeader();
+    await cluster.node("n1").propose(Buffer.from("x"));
+    const text = await cluster.slot("n1").registry.metrics();
+    expect(text).toMatch(/raft_term\{node="n1"\} 1/);
+    expect(text).toMatch(/raft_role\{node="n1"\} 3/);
+    expect(text).toMatch(/raft_applied_index\{node="n1"\} 2/);
+    expect(text).toMatch(/raft_proposals_total\{node="n1",outcome="committed"\} 1/);
+  });
+
+  it("rejects pending proposals with SHUTTING_DOWN on close, and later calls too", async () => {
+    cluster = new NodeCluster(["n1", "n2", "n3"]);
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    for (const id of ["n1", "n2", "n3"]) if (id !== leader) await cluster.stop(id);
+    const pending = cluster.node(leader).propose(Buffer.from("x"));
+    await cluster.stop(leader);
+    await expect(pending).rejects.toMatchObject({ code: "SHUTTING_DOWN" });
+    await expect(cluster.node(leader).propose(Buffer.from("y"))).rejects.toMatchObject({
+      code: "SHUTTING_DOWN",
+    });
+  });
+});

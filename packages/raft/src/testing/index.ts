@@ -1,0 +1,3 @@
+export { CoreCluster, type CoreClusterOptions, type CoreNode, type RaftOverrides } from "./core-cluster.js";
+export { seededRandom } from "./prng.js";
+export { type NodeView, SafetyChecker, SafetyViolation } from "./safety.js";
