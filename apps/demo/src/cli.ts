@@ -56,7 +56,7 @@ function buildProgram(): Command {
       "nodes of different clusters refuse each other",
       "quorum-cluster",
     )
-    .option("--consensus <protocol>", "raft", "raft")
+    .option("--consensus <protocol>", "raft or paxos", "raft")
     .option("--listen-metrics <host:port>", "serve Prometheus metrics on http://host:port/metrics")
     .option("--log-level <level>", "fatal, error, warn, info, debug or trace", "info")
     .action(runNode);
@@ -74,6 +74,7 @@ function buildProgram(): Command {
     )
     .option("--host <host>", "address to listen on", "127.0.0.1")
     .option("--log-level <level>", "fatal, error, warn, info, debug or trace", "warn")
+    .option("--consensus <protocol>", "raft or paxos", "raft")
     .action(runCluster);
 
   return program;

@@ -49,6 +49,20 @@ describe("quorum CLI", () => {
     expect(r.stderr).toMatch(/unknown option '--bogus'/);
   });
 
+  it.each([
+    [["node", "--name", "n1", "--initial-cluster", "n1=127.0.0.1"], /is not host:port/],
+    [["node", "--name", "n1", "--initial-cluster", "n2=127.0.0.1:2380"], /does not list this node \("n1"\)/],
+    [["node", "--name", "n1", "--initial-cluster", "n1=127.0.0.1:1,n1=127.0.0.1:2"], /listed twice/],
+    [["node", "--name", "n1", "--consensus", "zab"], /is not one of raft, paxos/],
+    [["node", "--name", "bad name"], /--name/],
+    [["node", "--name", "n1", "--listen-client", "127.0.0.1:99999"], /--listen-client/],
+  ])("refuses bad node flags %j with one line and exit code 2", (args, message) => {
+    const r = quorum(...args);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(message);
+  });
+
   it("runs the transport demo: every message arrives, in order", () => {
     const r = quorum("demo", "--nodes", "3", "--messages", "200");
     expect(r.stderr).toBe("");

@@ -8,6 +8,7 @@ export interface ClusterOptions {
   basePort: number;
   host: string;
   logLevel: string;
+  consensus: string;
 }
 
 export interface ClusterMember {
@@ -63,6 +64,8 @@ export async function runCluster(options: ClusterOptions): Promise<void> {
         initialCluster,
         "--log-level",
         options.logLevel,
+        "--consensus",
+        options.consensus,
       ],
       { stdio: ["ignore", "inherit", "inherit"] },
     ),

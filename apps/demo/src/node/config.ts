@@ -12,7 +12,7 @@ export interface NodeConfig {
   readonly initialCluster: readonly PeerInfo[];
   /** Nodes of different clusters refuse each other's streams. */
   readonly clusterToken: string;
-  readonly consensus: "raft";
+  readonly consensus: "raft" | "paxos";
   /** host:port for Prometheus `/metrics`; undefined = no metrics server. */
   readonly listenMetrics: string | undefined;
   readonly logLevel: string;
@@ -76,8 +76,8 @@ export function nodeConfigFromFlags(flags: NodeFlags): NodeConfig {
   if (!self) {
     throw new ConfigError(`--initial-cluster does not list this node ("${flags.name}")`);
   }
-  if (flags.consensus !== "raft") {
-    throw new ConfigError(`--consensus: "${flags.consensus}" is not supported yet (supported: raft)`);
+  if (flags.consensus !== "raft" && flags.consensus !== "paxos") {
+    throw new ConfigError(`--consensus: "${flags.consensus}" is not one of raft, paxos`);
   }
   const levels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
   if (!levels.includes(flags.logLevel)) {
@@ -90,7 +90,7 @@ export function nodeConfigFromFlags(flags: NodeFlags): NodeConfig {
     listenPeer,
     initialCluster,
     clusterToken: flags.initialClusterToken,
-    consensus: "raft",
+    consensus: flags.consensus,
     listenMetrics: flags.listenMetrics ? parseHostPort("--listen-metrics", flags.listenMetrics) : undefined,
     logLevel: flags.logLevel,
   };

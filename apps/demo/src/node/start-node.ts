@@ -2,10 +2,12 @@ import { randomInt } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
-import { KvStore, startKvService } from "@quorum/kv";
+import type { ReplicatedLog } from "@quorum/consensus";
+import { type ApplyResult, KvStore, startKvService } from "@quorum/kv";
+import { PaxosNode, SqliteAcceptorStore } from "@quorum/paxos";
 import { RaftNode, SqliteLogStore } from "@quorum/raft";
 import { GrpcTransport, seededRandom, systemClock } from "@quorum/transport";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { Registry } from "prom-client";
 import type { NodeConfig } from "./config.js";
 import { MemberDirectory } from "./member-directory.js";
@@ -37,26 +39,24 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
   const peerAddress = await transport.start();
 
   const store = KvStore.open({ path: join(config.dataDir, "kv.db"), logger });
-  const logStore = new SqliteLogStore({ path: join(config.dataDir, "raft.db") });
   // Election jitter needs no reproducibility in production, but the seed is logged so a
   // surprising run can be replayed in the simulator.
   const seed = randomInt(2 ** 31);
-  const raft = new RaftNode({
+  const common = {
     id: config.name,
     peers: config.initialCluster,
     transport,
     clock: systemClock,
-    storage: logStore,
     stateMachine: store,
     random: seededRandom(seed),
-    logger,
-    metrics,
-  });
-  await raft.start();
+  };
+  const consensus = openConsensus(config, common, logger, metrics);
+  const log = consensus.log;
+  await log.start();
 
   const directory = new MemberDirectory(transport, systemClock, config.listenClient);
   const kv = await startKvService({
-    log: raft,
+    log,
     store,
     listen: config.listenClient,
     leaderClientAddress: (id) => directory.clientAddress(id),
@@ -79,14 +79,43 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
     async stop() {
       await kv.close(1000);
       directory.close();
-      await raft.close();
+      await log.close();
       await transport.close();
       store.close();
-      logStore.close();
+      consensus.closeStorage();
       metricsServer?.close();
       logger.info("node stopped");
       logger.flush();
     },
+  };
+}
+
+interface ConsensusParts {
+  id: string;
+  peers: NodeConfig["initialCluster"];
+  transport: GrpcTransport;
+  clock: typeof systemClock;
+  stateMachine: KvStore;
+  random: () => number;
+}
+
+/** The node's ReplicatedLog: Raft or Multi-Paxos over the same transport and store. */
+function openConsensus(
+  config: NodeConfig,
+  parts: ConsensusParts,
+  logger: Logger,
+  metrics: Registry,
+): { log: ReplicatedLog<ApplyResult>; closeStorage(): void } {
+  if (config.consensus === "paxos") {
+    const storage = new SqliteAcceptorStore(join(config.dataDir, "paxos.db"));
+    const self = config.initialCluster.find((p) => p.id === config.name)!;
+    // The node closes its acceptor store itself on close().
+    return { log: new PaxosNode({ ...parts, address: self.address, storage }), closeStorage: () => {} };
+  }
+  const storage = new SqliteLogStore({ path: join(config.dataDir, "raft.db") });
+  return {
+    log: new RaftNode({ ...parts, storage, logger, metrics }),
+    closeStorage: () => storage.close(),
   };
 }
 
