@@ -57,7 +57,7 @@ function buildProgram(): Command {
       "quorum-cluster",
     )
     .option("--consensus <protocol>", "raft or paxos", "raft")
-    .option("--listen-metrics <host:port>", "serve Prometheus metrics on http://host:port/metrics")
+    .option("--listen-metrics <host:port>", "serve http://host:port/metrics (Prometheus) and /health")
     .option("--log-level <level>", "fatal, error, warn, info, debug or trace", "info")
     .action(runNode);
 

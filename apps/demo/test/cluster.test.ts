@@ -106,6 +106,14 @@ for (const consensus of ["raft", "paxos"]) {
       for (const line of members)
         expect(line).toMatch(/, started, n\d, http:\/\/127\.0\.0\.1:\d+, http:\/\/127\.0\.0\.1:\d+/);
 
+      // Node i serves /metrics and /health on base+10i+2.
+      const http = endpoints.map((e) => e.replace(/:(\d+)$/, (_, p) => `:${Number(p) + 2}`));
+      const health = await fetch(`http://${http[0]}/health`);
+      expect(health.status).toBe(200);
+      expect(await health.json()).toEqual({ health: "true" });
+      const metrics = await (await fetch(`http://${http[1]}/metrics`)).text();
+      expect(metrics).toMatch(/^# HELP /m);
+
       cluster.kill("SIGTERM");
       expect(await exited).toBe(0);
     }, 60_000);

@@ -67,7 +67,7 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
   let metricsServer: Server | undefined;
   let metricsAddress: string | undefined;
   if (config.listenMetrics) {
-    metricsServer = await serveMetrics(config.listenMetrics, metrics);
+    metricsServer = await serveHttp(config.listenMetrics, metrics, () => log.status().leaderId !== undefined);
     metricsAddress = config.listenMetrics;
   }
   logger.info({ client: kv.address, peer: peerAddress, metrics: metricsAddress, seed }, "node started");
@@ -119,11 +119,22 @@ function openConsensus(
   };
 }
 
-function serveMetrics(address: string, registry: Registry): Promise<Server> {
+/**
+ * `/metrics` for Prometheus and `/health` for load balancers and orchestrators: 200 while
+ * this node knows a leader (it can serve linearizable requests), 503 otherwise, with etcd's
+ * `{"health":"true"|"false"}` body.
+ */
+function serveHttp(address: string, registry: Registry, healthy: () => boolean): Promise<Server> {
   const colon = address.lastIndexOf(":");
   const server = createServer((req, res) => {
+    if (req.url === "/health") {
+      const ok = healthy();
+      res.writeHead(ok ? 200 : 503, { "content-type": "application/json" });
+      res.end(JSON.stringify(ok ? { health: "true" } : { health: "false", reason: "no leader" }));
+      return;
+    }
     if (req.url !== "/metrics") {
-      res.writeHead(404).end("not found; try /metrics\n");
+      res.writeHead(404).end("not found; try /metrics or /health\n");
       return;
     }
     registry.metrics().then(
