@@ -12,6 +12,7 @@ export {
   type Ballot,
   ballotEquals,
   type ChosenSlot,
+  type Compaction,
   compareBallots,
   type Message,
   type MessageType,
@@ -24,7 +25,14 @@ export {
   valueWidth,
   ZERO_BALLOT,
 } from "./core/types.js";
-export { PaxosNode, type PaxosNodeOptions, type PaxosNodeStats } from "./node/paxos-node.js";
+export { PaxosMetrics } from "./node/metrics.js";
+export { type Logger, PaxosNode, type PaxosNodeOptions, type PaxosNodeStats } from "./node/paxos-node.js";
 export { type AcceptorStore, MemoryAcceptorStore, StorageError } from "./storage/acceptor-store.js";
 export { SqliteAcceptorStore } from "./storage/sqlite-acceptor-store.js";
-export { decodeMessage, encodeMessage, MalformedMessage, PAXOS_CHANNEL } from "./wire.js";
+export {
+  decodeMessage,
+  encodeMessage,
+  MalformedMessage,
+  PAXOS_CHANNEL,
+  PAXOS_SNAPSHOT_CHANNEL,
+} from "./wire.js";

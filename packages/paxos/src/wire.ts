@@ -5,6 +5,9 @@ import * as pb from "./gen/quorum/paxos/v1/paxos.js";
 /** The transport channel Paxos messages travel on. */
 export const PAXOS_CHANNEL = "paxos";
 
+/** The transport channel state-machine snapshots travel on (chunks and their acks). */
+export const PAXOS_SNAPSHOT_CHANNEL = "paxos-snapshot";
+
 const toPb: Record<MessageType, pb.MessageType> = {
   prepare: pb.MessageType.MESSAGE_TYPE_PREPARE,
   promise: pb.MessageType.MESSAGE_TYPE_PROMISE,

@@ -110,7 +110,10 @@ function openConsensus(
     const storage = new SqliteAcceptorStore(join(config.dataDir, "paxos.db"));
     const self = config.initialCluster.find((p) => p.id === config.name)!;
     // The node closes its acceptor store itself on close().
-    return { log: new PaxosNode({ ...parts, address: self.address, storage }), closeStorage: () => {} };
+    return {
+      log: new PaxosNode({ ...parts, address: self.address, storage, logger, metrics }),
+      closeStorage: () => {},
+    };
   }
   const storage = new SqliteLogStore({ path: join(config.dataDir, "raft.db") });
   return {

@@ -5,6 +5,7 @@ import {
   type Ballot,
   ballotEquals,
   type ChosenSlot,
+  type Compaction,
   compareBallots,
   type Message,
   type MessageFields,
@@ -48,6 +49,11 @@ export interface PaxosConfig {
 export interface Ready {
   readonly persist: AcceptorUpdate | undefined;
   readonly messages: readonly Message[];
+  /**
+   * Peers that need slots this node compacted away: the host sends each a state-machine
+   * snapshot (after persisting, like the messages) unless a transfer to it is under way.
+   */
+  readonly snapshots: readonly NodeId[];
   readonly committed: readonly ChosenSlot[];
   readonly readStates: readonly ReadState[];
 }
@@ -69,6 +75,9 @@ export interface PaxosStatus {
   readonly executedIndex: number;
   /** Leader only: slots proposed and not yet chosen. */
   readonly inflight: number;
+  /** Slots up to here are compacted away (their effect lives in the state machine). */
+  readonly compactedSlot: number;
+  readonly compactedIndex: number;
 }
 
 export type ProposeOutcome =
@@ -111,6 +120,9 @@ interface Leadership {
 
 const EMPTY: readonly never[] = [];
 
+/** The `context` of a pre-vote prepare and its answer (nothing is promised). */
+const PRE_VOTE = "pre-vote";
+
 function noopValue(ballot: Ballot, slot: number): Value {
   return { id: `noop:${ballot.round}:${ballot.node}:${slot}`, commands: EMPTY };
 }
@@ -141,6 +153,8 @@ export class Paxos {
   private promised: Ballot;
   private readonly accepted = new Map<number, SlotEntry>();
   private readonly chosen = new Map<number, Value>();
+  private compactedSlot = 0;
+  private compactedIndex = 0;
 
   // Learner state (derived).
   private chosenSlot = 0;
@@ -154,6 +168,10 @@ export class Paxos {
   private leaderBallot: Ballot = ZERO_BALLOT;
   private maxRoundSeen = 0;
   private candidacy: Candidacy | undefined;
+  /** A pre-vote under way: the ballot we would use and who would promise it. */
+  private preCandidacy:
+    | { readonly ballot: Ballot; readonly fromSlot: number; readonly grants: Set<NodeId> }
+    | undefined;
   private leadership: Leadership | undefined;
   private ticks = 0;
   private electionElapsed = 0;
@@ -165,6 +183,8 @@ export class Paxos {
   private persistPromised: Ballot | undefined;
   private persistAccepted: SlotEntry[] = [];
   private persistChosen: { slot: number; value: Value }[] = [];
+  private persistCompact: Compaction | undefined;
+  private snapshotsToSend: NodeId[] = [];
   private readStates: ReadState[] = [];
 
   constructor(config: PaxosConfig) {
@@ -196,11 +216,16 @@ export class Paxos {
     this.promised = state?.promised ?? ZERO_BALLOT;
     this.maxRoundSeen = this.promised.round;
     if (state) {
-      for (const [slot, e] of state.accepted) {
-        this.accepted.set(slot, e);
-        this.maxRoundSeen = Math.max(this.maxRoundSeen, e.ballot.round);
+      const c = state.compacted;
+      if (c && c.slot > 0) {
+        this.compactedSlot = this.chosenSlot = this.executedSlot = c.slot;
+        this.compactedIndex = this.chosenIndex = this.executedIndex = c.index;
       }
-      for (const [slot, v] of state.chosen) this.chosen.set(slot, v);
+      for (const [slot, e] of state.accepted) {
+        this.maxRoundSeen = Math.max(this.maxRoundSeen, e.ballot.round);
+        if (slot > this.compactedSlot) this.accepted.set(slot, e);
+      }
+      for (const [slot, v] of state.chosen) if (slot > this.compactedSlot) this.chosen.set(slot, v);
     }
     this.advanceChosenPrefix();
     this.electionTimeout = this.randomElectionTimeout();
@@ -218,7 +243,7 @@ export class Paxos {
     }
     this.electionElapsed++;
     if (this.role === "candidate" && this.ticks % this.heartbeatTicks === 0) this.resendPrepares();
-    if (this.electionElapsed >= this.electionTimeout) this.campaign();
+    if (this.electionElapsed >= this.electionTimeout) this.preCampaign();
   }
 
   /** The one door for messages from peers. */
@@ -292,8 +317,57 @@ export class Paxos {
     return true;
   }
 
-  /** Runs phase 1 with a ballot above every ballot seen. */
+  /**
+   * Pre-vote (as Raft's, Ongaro's thesis §9.6): before raising any promise, ask whether a
+   * phase-1 quorum would promise a higher ballot, which acceptors deny while they hear from a
+   * live leader. A node cut off in a minority thus never raises its ballot and, once the
+   * partition heals, follows the leader instead of deposing it. Nothing is persisted.
+   */
+  private preCampaign(): void {
+    const ballot: Ballot = { round: Math.max(this.promised.round, this.maxRoundSeen) + 1, node: this.id };
+    if (this.role !== "follower" || this.leader !== NONE) this.becomeFollower(NONE, this.leaderBallot);
+    this.electionElapsed = 0;
+    this.electionTimeout = this.randomElectionTimeout();
+    const fromSlot = this.chosenSlot + 1;
+    this.preCandidacy = { ballot, fromSlot, grants: new Set([this.id]) };
+    if (this.preCandidacy.grants.size >= this.quorums.phase1) {
+      this.campaign();
+      return;
+    }
+    for (const p of this.peers)
+      this.send({ type: "prepare", to: p, ballot, slot: fromSlot, context: PRE_VOTE });
+  }
+
+  /** Whether this node hears from a live leader (its own leadership included). */
+  private hasLiveLeader(): boolean {
+    if (this.role === "leader") return true;
+    return this.role === "follower" && this.leader !== NONE && this.electionElapsed < this.electionTicks;
+  }
+
+  private onPreVote(m: Message): void {
+    const grant = !this.hasLiveLeader() && compareBallots(m.ballot, this.promised) > 0;
+    this.send({
+      type: "promise",
+      to: m.from,
+      ballot: m.ballot,
+      reject: !grant,
+      promised: this.promised,
+      context: PRE_VOTE,
+      commit: this.chosenSlot,
+      slot: this.compactedSlot,
+    });
+  }
+
+  private onPreVoteResponse(m: Message): void {
+    const pre = this.preCandidacy;
+    if (!pre || !ballotEquals(m.ballot, pre.ballot) || m.reject || m.slot >= pre.fromSlot) return;
+    pre.grants.add(m.from);
+    if (pre.grants.size >= this.quorums.phase1) this.campaign();
+  }
+
+  /** Runs phase 1 with a ballot above every ballot seen (at once: no pre-vote). */
   campaign(): void {
+    this.preCandidacy = undefined;
     const ballot: Ballot = { round: Math.max(this.promised.round, this.maxRoundSeen) + 1, node: this.id };
     this.maxRoundSeen = ballot.round;
     this.leadership = undefined;
@@ -322,15 +396,77 @@ export class Paxos {
       this.persistAccepted.length > 0 ||
       this.persistChosen.length > 0 ||
       this.readStates.length > 0 ||
+      this.persistCompact !== undefined ||
+      this.snapshotsToSend.length > 0 ||
       this.executedSlot < this.chosenSlot
     );
+  }
+
+  /**
+   * Log compaction: the state machine durably reflects every slot up to `slot` (which must
+   * be executed), so their accepted and chosen values can go. Returns false when there is
+   * nothing new to drop.
+   */
+  compact(slot: number): boolean {
+    if (!Number.isInteger(slot) || slot <= this.compactedSlot) return false;
+    if (slot > this.executedSlot) {
+      throw new RangeError(`cannot compact to slot ${slot}: only ${this.executedSlot} are executed`);
+    }
+    let index = this.compactedIndex;
+    for (let s = this.compactedSlot + 1; s <= slot; s++) index += valueWidth(this.chosen.get(s)!);
+    this.dropThrough({ slot, index });
+    return true;
+  }
+
+  /**
+   * The last slot that a state-machine image at log index `index` fully reflects, with its
+   * last index (the metadata of a snapshot taken at `index`). Undefined when `index` is
+   * below the compaction point.
+   */
+  slotForIndex(index: number): Compaction | undefined {
+    if (index < this.compactedIndex) return undefined;
+    let slot = this.compactedSlot;
+    let end = this.compactedIndex;
+    for (let s = slot + 1; s <= this.executedSlot; s++) {
+      const w = valueWidth(this.chosen.get(s)!);
+      if (end + w > index) break;
+      slot = s;
+      end += w;
+    }
+    return { slot, index: end };
+  }
+
+  /**
+   * The host restored the state machine from a peer's snapshot covering slots up to `slot`
+   * (last log index `index`): those slots count as chosen and executed. Returns false (and
+   * changes nothing) when this node has already executed that far.
+   */
+  installSnapshot(slot: number, index: number): boolean {
+    if (!Number.isInteger(slot) || slot <= this.executedSlot) return false;
+    if (slot > this.chosenSlot) {
+      this.chosenSlot = slot;
+      this.chosenIndex = index;
+    }
+    this.executedSlot = slot;
+    this.executedIndex = index;
+    this.dropThrough({ slot, index });
+    this.advanceChosenPrefix();
+    return true;
   }
 
   /** Drains the outputs. The host must handle them in order and then call `advance`. */
   ready(): Ready {
     const persist =
-      this.persistPromised !== undefined || this.persistAccepted.length > 0 || this.persistChosen.length > 0
-        ? { promised: this.persistPromised, accepted: this.persistAccepted, chosen: this.persistChosen }
+      this.persistPromised !== undefined ||
+      this.persistAccepted.length > 0 ||
+      this.persistChosen.length > 0 ||
+      this.persistCompact !== undefined
+        ? {
+            promised: this.persistPromised,
+            accepted: this.persistAccepted,
+            chosen: this.persistChosen,
+            compact: this.persistCompact,
+          }
         : undefined;
     const committed: ChosenSlot[] = [];
     let index = this.executedIndex + 1;
@@ -340,11 +476,19 @@ export class Paxos {
       committed.push({ slot, index, value });
       index += valueWidth(value);
     }
-    const rd: Ready = { persist, messages: this.messages, committed, readStates: this.readStates };
+    const rd: Ready = {
+      persist,
+      messages: this.messages,
+      snapshots: this.snapshotsToSend,
+      committed,
+      readStates: this.readStates,
+    };
     this.messages = [];
     this.persistPromised = undefined;
     this.persistAccepted = [];
     this.persistChosen = [];
+    this.persistCompact = undefined;
+    this.snapshotsToSend = [];
     this.readStates = [];
     return rd;
   }
@@ -370,6 +514,8 @@ export class Paxos {
       executedSlot: this.executedSlot,
       executedIndex: this.executedIndex,
       inflight: this.leadership?.inflight.size ?? 0,
+      compactedSlot: this.compactedSlot,
+      compactedIndex: this.compactedIndex,
     };
   }
 
@@ -388,6 +534,10 @@ export class Paxos {
 
   /** Phase 1b: promise never to accept a lower ballot, and report what was accepted. */
   private onPrepare(m: Message): void {
+    if (m.context === PRE_VOTE) {
+      this.onPreVote(m);
+      return;
+    }
     if (compareBallots(m.ballot, this.promised) < 0) {
       this.send({ type: "promise", to: m.from, ballot: m.ballot, reject: true, promised: this.promised });
       return;
@@ -404,6 +554,7 @@ export class Paxos {
       ballot: m.ballot,
       entries: this.acceptedFrom(m.slot),
       commit: this.chosenSlot,
+      slot: this.compactedSlot,
     });
   }
 
@@ -418,7 +569,7 @@ export class Paxos {
     const slots: number[] = [];
     for (const e of m.entries) {
       slots.push(e.slot);
-      if (this.chosen.has(e.slot)) continue;
+      if (e.slot <= this.compactedSlot || this.chosen.has(e.slot)) continue;
       const entry: SlotEntry = { slot: e.slot, ballot: m.ballot, value: e.value };
       this.accepted.set(e.slot, entry);
       this.persistAccepted.push(entry);
@@ -480,12 +631,22 @@ export class Paxos {
   // Proposer: phase 1
 
   private onPromise(m: Message): void {
+    if (m.context === PRE_VOTE) {
+      this.onPreVoteResponse(m);
+      return;
+    }
     if (m.reject) {
       this.observeRejection(m.promised);
       return;
     }
     const c = this.candidacy;
     if (this.role !== "candidate" || !c || !ballotEquals(m.ballot, c.ballot)) return;
+    if (m.slot >= c.fromSlot) {
+      // The acceptor compacted slots we do not know chosen: it cannot report what it accepted
+      // there, so phase 1 would miss values. Stand down; a leader will send us a snapshot.
+      this.becomeFollower(NONE, c.ballot);
+      return;
+    }
     c.promises.set(m.from, m.entries);
     if (c.promises.size >= this.quorums.phase1) this.becomeLeader();
   }
@@ -622,6 +783,11 @@ export class Paxos {
     const last = l.learnSentTick.get(to);
     if (last !== undefined && this.ticks - last < this.heartbeatTicks) return;
     l.learnSentTick.set(to, this.ticks);
+    if (theirChosen < this.compactedSlot) {
+      // The values it misses are compacted here: only a state-machine snapshot can help.
+      if (!this.snapshotsToSend.includes(to)) this.snapshotsToSend.push(to);
+      return;
+    }
     const entries: SlotEntry[] = [];
     const end = Math.min(this.chosenSlot, theirChosen + this.maxCatchupSlots);
     for (let s = theirChosen + 1; s <= end; s++) {
@@ -694,6 +860,7 @@ export class Paxos {
 
   private becomeFollower(leader: NodeId, ballot: Ballot): void {
     this.role = "follower";
+    this.preCandidacy = undefined;
     this.leader = leader;
     this.leaderBallot = ballot;
     this.candidacy = undefined;
@@ -731,9 +898,19 @@ export class Paxos {
   }
 
   private choose(slot: number, value: Value): void {
-    if (slot <= 0 || this.chosen.has(slot)) return;
+    if (slot <= this.compactedSlot || this.chosen.has(slot)) return;
     this.chosen.set(slot, value);
     this.persistChosen.push({ slot, value });
+  }
+
+  private dropThrough(c: Compaction): void {
+    for (const s of [...this.accepted.keys()]) if (s <= c.slot) this.accepted.delete(s);
+    for (const s of [...this.chosen.keys()]) if (s <= c.slot) this.chosen.delete(s);
+    this.persistAccepted = this.persistAccepted.filter((e) => e.slot > c.slot);
+    this.persistChosen = this.persistChosen.filter((e) => e.slot > c.slot);
+    this.compactedSlot = c.slot;
+    this.compactedIndex = c.index;
+    this.persistCompact = c;
   }
 
   private advanceChosenPrefix(): void {

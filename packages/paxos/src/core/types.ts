@@ -74,7 +74,8 @@ export type MessageType =
 /**
  * One flat message shape for every type. Field meanings by type:
  * - prepare: `ballot` is the candidate's; `slot` the first slot it does not know chosen.
- * - promise: `entries` are the acceptor's accepted values at or after that slot.
+ * - promise: `entries` are the acceptor's accepted values at or after that slot; `slot` is the
+ *   acceptor's compaction point (values it no longer has).
  * - accept: `entries` are values proposed in `ballot`; `commit` is the leader's chosen prefix.
  * - accepted: `slots` are the slots accepted in `ballot`.
  * - heartbeat: `commit` is the leader's chosen prefix; `context` names a read-barrier round.
@@ -110,6 +111,17 @@ export interface AcceptorState {
   readonly accepted: ReadonlyMap<number, SlotEntry>;
   /** Chosen values by slot (not necessarily a prefix: gaps are filled by catch-up). */
   readonly chosen: ReadonlyMap<number, Value>;
+  /**
+   * Every slot up to here is chosen and reflected in the state machine's durable state, and
+   * its values are gone from this store (log compaction). Absent: nothing compacted.
+   */
+  readonly compacted?: Compaction | undefined;
+}
+
+/** A compaction point: slots up to `slot` are dropped; `index` is the log index of its last entry. */
+export interface Compaction {
+  readonly slot: number;
+  readonly index: number;
 }
 
 /** What the host persists from one Ready, in one durable write (group commit). */
@@ -117,6 +129,8 @@ export interface AcceptorUpdate {
   readonly promised?: Ballot | undefined;
   readonly accepted: readonly SlotEntry[];
   readonly chosen: readonly { readonly slot: number; readonly value: Value }[];
+  /** Applied after the rest of the update: drop every accepted and chosen entry up to `compact.slot`. */
+  readonly compact?: Compaction | undefined;
 }
 
 /** A slot in the chosen prefix, handed to the host to apply, with its first log index. */

@@ -1,13 +1,14 @@
 import { isConsensusError } from "@quorum/consensus";
 import { type ConformanceHarness, conformanceCases, waitForLeader } from "@quorum/consensus/testing";
+import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { NodeCluster } from "./test-cluster.js";
 
-const harness: ConformanceHarness = {
+const harnessWith = (extra: ConstructorParameters<typeof NodeCluster>[1]): ConformanceHarness => ({
   sizes: [1, 3],
   async createCluster(size) {
     const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
-    const c = new NodeCluster(ids);
+    const c = new NodeCluster(ids, extra);
     await c.start();
     return {
       ids,
@@ -19,20 +20,33 @@ const harness: ConformanceHarness = {
       close: () => c.close(),
     };
   },
-};
-
-describe("paxos conformance (ReplicatedLog contract, MemoryNetwork, real timers)", () => {
-  for (const c of conformanceCases(harness)) {
-    it(c.name, async () => {
-      const cluster = await harness.createCluster(c.clusterSize);
-      try {
-        await c.run(cluster);
-      } finally {
-        await cluster.close();
-      }
-    });
-  }
 });
+
+const variants = [
+  { name: "paxos conformance (ReplicatedLog contract, MemoryNetwork, real timers)", extra: {} },
+  {
+    // Compacting every few entries with nothing kept behind: a stopped or restarted replica
+    // can only catch up by snapshot.
+    name: "paxos conformance with aggressive log compaction (snapshot catch-up)",
+    extra: { snapshotThreshold: 3, snapshotCatchUpSlots: 0, snapshotChunkBytes: 64 },
+  },
+];
+
+for (const variant of variants) {
+  const harness = harnessWith(variant.extra);
+  describe(variant.name, () => {
+    for (const c of conformanceCases(harness)) {
+      it(c.name, async () => {
+        const cluster = await harness.createCluster(c.clusterSize);
+        try {
+          await c.run(cluster);
+        } finally {
+          await cluster.close();
+        }
+      });
+    }
+  });
+}
 
 describe("PaxosNode", () => {
   it("refuses membership changes with INVALID_ARGUMENT (not supported yet)", async () => {
@@ -97,6 +111,119 @@ describe("PaxosNode", () => {
         );
       expect(isConsensusError(err) && ["TIMEOUT", "DROPPED", "NOT_LEADER"].includes(err.code)).toBe(true);
       expect(c.machine(leader).commands).not.toContain("alone");
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe("PaxosNode log compaction and snapshot catch-up", () => {
+  const leaderOf = async (c: NodeCluster) => {
+    let leader = "";
+    await c.waitUntil("a leader", () => {
+      leader = c.ids.find((id) => c.slots.has(id) && c.node(id).status().role === "leader") ?? "";
+      return leader !== "";
+    });
+    return leader;
+  };
+
+  it("a replica whose missing slots were compacted gets a chunked snapshot, then the later slots; a restart starts from the compaction point", async () => {
+    const c = new NodeCluster(["n1", "n2", "n3"], {
+      snapshotThreshold: 5,
+      snapshotCatchUpSlots: 1,
+      snapshotChunkBytes: 50,
+    });
+    await c.start();
+    try {
+      const leader = await leaderOf(c);
+      const lagging = c.ids.find((id) => id !== leader)!;
+      await c.stop(lagging);
+      const enc = new TextEncoder();
+      for (let i = 0; i < 30; i++) await c.node(leader).propose(enc.encode(`k${i}`), { timeoutMs: 2_000 });
+      expect(c.node(leader).coreStatus()!.compactedSlot).toBeGreaterThan(5);
+
+      await c.restart(lagging);
+      await c.waitUntil(
+        "the lagging replica to catch up",
+        () => c.machine(lagging).commands.length === 30,
+        10_000,
+      );
+      expect(c.machine(lagging).commands).toEqual(c.machine(leader).commands);
+      expect(c.node(lagging).stats.snapshotsInstalled).toBeGreaterThanOrEqual(1);
+      expect(c.node(leader).stats.snapshotsSent).toBeGreaterThanOrEqual(1);
+      await c.node(leader).propose(enc.encode("after"), { timeoutMs: 2_000 });
+      await c.waitUntil("the slot after the snapshot", () => c.machine(lagging).commands.at(-1) === "after");
+
+      // The leader restarts from its compacted store: nothing before the compaction point is
+      // replayed (the state machine already has it) and its store holds only the tail.
+      const before = c.node(leader).coreStatus()!.compactedSlot;
+      await c.stop(leader);
+      await c.restart(leader);
+      const s = c.node(leader).coreStatus()!;
+      expect(s.compactedSlot).toBeGreaterThanOrEqual(before);
+      expect(c.slots.get(leader)!.storage.size().chosen).toBeLessThan(10);
+      expect(c.machine(leader).commands.length).toBe(31);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("flow control: a leader keeps at most maxInflightSlots slots in flight and queues the rest", async () => {
+    const c = new NodeCluster(["n1", "n2", "n3"], { maxInflightSlots: 2, maxBatchCommands: 1 });
+    await c.start();
+    try {
+      const leader = await leaderOf(c);
+      const node = c.node(leader);
+      // Watch every status the runtime reads from its core (it reads one after each Ready).
+      let most = 0;
+      const core = (node as unknown as { core: { status(): { inflight: number } } }).core;
+      const status = core.status.bind(core);
+      core.status = () => {
+        const st = status();
+        most = Math.max(most, st.inflight);
+        return st;
+      };
+      const enc = new TextEncoder();
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) => node.propose(enc.encode(`f${i}`), { timeoutMs: 5_000 })),
+      );
+      expect(most).toBeGreaterThan(0);
+      expect(most).toBeLessThanOrEqual(2);
+      expect(c.machine(leader).commands.filter((x) => x.startsWith("f"))).toHaveLength(20);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe("PaxosNode metrics and logs", () => {
+  it("exports role, ballot, chosen/applied index, proposals and elections on an injected registry, and logs through an injected logger", async () => {
+    const registry = new Registry();
+    const lines: { msg: string | undefined; obj: object }[] = [];
+    const record = (obj: object, msg?: string) => lines.push({ obj, msg });
+    const logger = { debug: record, info: record, warn: record, error: record };
+    const c = new NodeCluster(["n1", "n2", "n3"], { metrics: registry, logger });
+    await c.start();
+    try {
+      let leader = "";
+      await c.waitUntil("a leader", () => {
+        leader = c.ids.find((id) => c.node(id).status().role === "leader") ?? "";
+        return leader !== "";
+      });
+      await c.node(leader).propose(new TextEncoder().encode("m"), { timeoutMs: 2_000 });
+      const value = async (name: string, labels: Record<string, string>) => {
+        const m = await registry.getSingleMetric(name)!.get();
+        return m.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value;
+      };
+      expect(await value("paxos_role", { node: leader })).toBe(2);
+      expect(await value("paxos_ballot_round", { node: leader })).toBeGreaterThan(0);
+      expect(await value("paxos_applied_index", { node: leader })).toBeGreaterThanOrEqual(1);
+      expect(await value("paxos_chosen_slot", { node: leader })).toBeGreaterThanOrEqual(1);
+      expect(await value("paxos_proposals_total", { node: leader, outcome: "committed" })).toBe(1);
+      expect(await value("paxos_elections_total", { node: leader })).toBeGreaterThanOrEqual(1);
+      expect(
+        lines.some((l) => l.msg === "role changed" && (l.obj as { role?: string }).role === "leader"),
+      ).toBe(true);
     } finally {
       await c.close();
     }

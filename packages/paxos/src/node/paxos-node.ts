@@ -1,4 +1,5 @@
 import {
+  bytesSnapshot,
   ConsensusError,
   type LogEntry,
   type LogEvent,
@@ -12,11 +13,31 @@ import {
   type StateMachine,
 } from "@quorum/consensus";
 import type { Clock, NodeId, PeerInfo, Timer, Transport } from "@quorum/transport";
+import type { Registry } from "prom-client";
 import { Paxos, type Ready } from "../core/paxos.js";
 import type { Quorums } from "../core/quorum.js";
 import { NONE } from "../core/types.js";
+import * as pb from "../gen/quorum/paxos/v1/paxos.js";
 import type { AcceptorStore } from "../storage/acceptor-store.js";
-import { decodeMessage, encodeMessage, MalformedMessage, PAXOS_CHANNEL } from "../wire.js";
+import {
+  decodeMessage,
+  encodeMessage,
+  MalformedMessage,
+  PAXOS_CHANNEL,
+  PAXOS_SNAPSHOT_CHANNEL,
+} from "../wire.js";
+import { PaxosMetrics } from "./metrics.js";
+
+/** The subset of pino's logger the runtime calls (a pino logger or child fits). */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+const ignore = (): void => {};
+const silentLogger: Logger = { debug: ignore, info: ignore, warn: ignore, error: ignore };
 
 export interface PaxosNodeOptions<Result> {
   readonly id: NodeId;
@@ -43,6 +64,21 @@ export interface PaxosNodeOptions<Result> {
   readonly maxBatchCommands?: number | undefined;
   /** Largest command accepted by `propose`, in bytes. Default 1 MiB. */
   readonly maxCommandBytes?: number | undefined;
+  /**
+   * Flow control: most slots a leader keeps in flight (proposed, not yet chosen); further
+   * proposals wait in the queue. Default 128.
+   */
+  readonly maxInflightSlots?: number | undefined;
+  /** Compact the log once this many log indexes were executed since the last compaction. Default 10,000. */
+  readonly snapshotThreshold?: number | undefined;
+  /** Chosen slots kept behind the compaction point for replicas that lag a little. Default 1,000. */
+  readonly snapshotCatchUpSlots?: number | undefined;
+  /** Bytes per snapshot chunk on the wire. Default 256 KiB. */
+  readonly snapshotChunkBytes?: number | undefined;
+  /** Structured logs (pino or compatible); silent by default. */
+  readonly logger?: Logger | undefined;
+  /** Prometheus registry for this node's `paxos_*` metrics; a private one by default. */
+  readonly metrics?: Registry | undefined;
 }
 
 /** Counters of a PaxosNode's runtime. */
@@ -55,6 +91,28 @@ export interface PaxosNodeStats {
   slotsProposed: number;
   /** Commands applied to the state machine. */
   commandsApplied: number;
+  /** Snapshot transfers to lagging replicas that completed / failed. */
+  snapshotsSent: number;
+  snapshotsFailed: number;
+  /** Snapshots received and installed. */
+  snapshotsInstalled: number;
+  /** Compactions of the acceptor log. */
+  compactions: number;
+}
+
+interface OutgoingTransfer {
+  readonly id: string;
+  waiter: ((ack: pb.SnapshotAck | undefined) => void) | undefined;
+}
+
+interface IncomingTransfer {
+  readonly id: string;
+  readonly from: NodeId;
+  readonly slot: number;
+  readonly index: number;
+  readonly size: number;
+  readonly parts: Uint8Array[];
+  received: number;
 }
 
 interface PendingProposal<Result> {
@@ -106,7 +164,23 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
     droppedSpoofed: 0,
     slotsProposed: 0,
     commandsApplied: 0,
+    snapshotsSent: 0,
+    snapshotsFailed: 0,
+    snapshotsInstalled: 0,
+    compactions: 0,
   };
+  private readonly log: Logger;
+  readonly metrics: PaxosMetrics;
+  private readonly maxInflight: number;
+  private readonly snapshotThreshold: number;
+  private readonly snapshotKeep: number;
+  private readonly chunkBytes: number;
+  private readonly outgoing = new Map<NodeId, OutgoingTransfer>();
+  private incoming: IncomingTransfer | undefined;
+  /** The state machine is being replaced by a snapshot: no Ready is handled meanwhile. */
+  private restoring = false;
+  private transferSeq = 0;
+  private unsubscribeSnapshots: (() => void) | undefined;
 
   constructor(options: PaxosNodeOptions<Result>) {
     if (options.id === "") throw new ConsensusError("INVALID_ARGUMENT", "a paxos node needs a non-empty id");
@@ -120,6 +194,15 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
       throw new ConsensusError("INVALID_ARGUMENT", `tickMs must be positive, got ${this.tickMs}`);
     this.maxBatch = options.maxBatchCommands ?? 512;
     this.maxCommandBytes = options.maxCommandBytes ?? 1024 * 1024;
+    this.log = options.logger ?? silentLogger;
+    this.metrics = new PaxosMetrics(options.id, options.metrics);
+    this.maxInflight = positiveOption("maxInflightSlots", options.maxInflightSlots ?? 128);
+    this.snapshotThreshold = positiveOption("snapshotThreshold", options.snapshotThreshold ?? 10_000);
+    this.snapshotKeep = options.snapshotCatchUpSlots ?? 1_000;
+    if (!Number.isInteger(this.snapshotKeep) || this.snapshotKeep < 0) {
+      throw new ConsensusError("INVALID_ARGUMENT", `snapshotCatchUpSlots must be a non-negative integer`);
+    }
+    this.chunkBytes = positiveOption("snapshotChunkBytes", options.snapshotChunkBytes ?? 256 * 1024);
     this.nonce = Math.floor(options.random() * 2 ** 48).toString(36);
   }
 
@@ -142,8 +225,20 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
       if (e instanceof RangeError) throw new ConsensusError("INVALID_ARGUMENT", e.message);
       throw e;
     }
+    const { compactedIndex, compactedSlot } = this.core.status();
+    const applied = o.stateMachine.appliedIndex();
+    if (applied < compactedIndex) {
+      throw new ConsensusError(
+        "INVALID_ARGUMENT",
+        `state machine is at index ${applied} but the acceptor log was compacted through index ${compactedIndex}; it needs the state those entries produced`,
+      );
+    }
+    this.log.info({ node: o.id, compactedSlot, compactedIndex, applied }, "paxos node starting");
     for (const p of o.peers) o.transport.addPeer(p);
     this.unsubscribe = o.transport.subscribe(PAXOS_CHANNEL, (from, payload) => this.onMessage(from, payload));
+    this.unsubscribeSnapshots = o.transport.subscribe(PAXOS_SNAPSHOT_CHANNEL, (from, payload) =>
+      this.onSnapshotFrame(from, payload),
+    );
     // Replays every chosen slot the state machine has not applied yet.
     this.process();
     this.scheduleTick();
@@ -227,6 +322,8 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
     this.tickTimer?.cancel();
     this.flushTimer?.cancel();
     this.unsubscribe?.();
+    this.unsubscribeSnapshots?.();
+    for (const t of this.outgoing.values()) t.waiter?.(undefined);
     const err = () => new ConsensusError("SHUTTING_DOWN", `node ${this.nodeId} is shutting down`);
     this.failAll(err);
     try {
@@ -234,6 +331,7 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
     } catch {
       // Closing twice or a store already gone: nothing left to release.
     }
+    this.metrics.setRole("stopped");
     this.emit({ type: "roleChanged", role: "stopped" });
   }
 
@@ -256,14 +354,15 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
       m = decodeMessage(payload);
     } catch (e) {
       if (e instanceof MalformedMessage) {
-        this.stats.droppedMalformed++;
+        this.dropped("malformed");
         return;
       }
-      this.stats.droppedMalformed++;
+      this.dropped("malformed");
       return;
     }
     if (m.from !== from) {
       this.stats.droppedSpoofed++;
+      this.metrics.droppedMessages.inc({ node: this.nodeId, reason: "spoofed" });
       return;
     }
     this.core.step(m);
@@ -291,9 +390,17 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
   /** Queued proposals go out as one slot per batch (batching amortizes a round trip). */
   private flush(): void {
     if (this.closed || !this.core) return;
-    const live = this.queue.splice(0).filter((p) => !p.settled);
-    for (let i = 0; i < live.length; i += this.maxBatch) {
-      const batch = live.slice(i, i + this.maxBatch);
+    for (;;) {
+      while (this.queue.length > 0 && this.queue[0]!.settled) this.queue.shift();
+      if (this.queue.length === 0) break;
+      const s = this.core.status();
+      // Flow control: a leader with its window full keeps the rest queued until slots are chosen.
+      if (s.role === "leader" && s.inflight >= this.maxInflight) break;
+      const batch: PendingProposal<Result>[] = [];
+      while (batch.length < this.maxBatch && this.queue.length > 0) {
+        const p = this.queue.shift()!;
+        if (!p.settled) batch.push(p);
+      }
       const id = `${this.nodeId}:${this.nonce}:${this.proposalSeq++}`;
       const outcome = this.core.propose(
         id,
@@ -301,9 +408,11 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
       );
       if (!outcome.ok) {
         for (const p of batch) p.reject(this.notLeader(outcome.leader));
+        this.metrics.proposals.inc({ node: this.nodeId, outcome: "not_leader" }, batch.length);
         continue;
       }
       this.stats.slotsProposed++;
+      this.metrics.slotsProposed.inc({ node: this.nodeId });
       this.bySlot.set(outcome.slot, { id, proposals: batch });
     }
     this.process();
@@ -312,35 +421,225 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
   /** The one loop that hands a Ready to the world, in the order safety needs. */
   private process(): void {
     const core = this.core;
-    if (!core || this.closed) return;
+    if (!core || this.closed || this.restoring) return;
     try {
-      while (core.hasReady()) {
-        const rd = core.ready();
-        // 1. Durable before any promise or accepted message that depends on it leaves.
-        if (rd.persist) this.opts.storage.save(rd.persist);
-        // 2. Send.
-        for (const m of rd.messages) {
-          try {
-            this.opts.transport.send(m.to, PAXOS_CHANNEL, encodeMessage(m));
-          } catch {
-            // A closed transport or an oversize batch: the message is lost, as on the wire.
+      do {
+        while (core.hasReady()) {
+          const rd = core.ready();
+          // 1. Durable before any promise or accepted message that depends on it leaves.
+          if (rd.persist) this.opts.storage.save(rd.persist);
+          // 2. Send.
+          for (const m of rd.messages) {
+            try {
+              this.opts.transport.send(m.to, PAXOS_CHANNEL, encodeMessage(m));
+            } catch {
+              // A closed transport or an oversize batch: the message is lost, as on the wire.
+            }
           }
+          for (const to of rd.snapshots) this.startSnapshotTransfer(to);
+          // 3. Apply in slot order.
+          this.apply(rd);
+          core.advance(rd);
+          // 4. Answer reads whose barrier is confirmed and applied.
+          for (const rs of rd.readStates) {
+            const r = this.reads.get(rs.context);
+            if (r) r.index = rs.index;
+          }
+          this.answerReads();
         }
-        // 3. Apply in slot order.
-        this.apply(rd);
-        core.advance(rd);
-        // 4. Answer reads whose barrier is confirmed and applied.
-        for (const rs of rd.readStates) {
-          const r = this.reads.get(rs.context);
-          if (r) r.index = rs.index;
-        }
-        this.answerReads();
-      }
+      } while (this.maybeCompact());
     } catch (e) {
       this.fail(e instanceof Error ? e : new Error(String(e)));
       return;
     }
     this.checkRole();
+    if (this.queue.length > 0) {
+      const s = core.status();
+      if (s.role !== "leader" || s.inflight < this.maxInflight) this.scheduleFlush();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Log compaction and snapshot catch-up
+
+  /**
+   * Drops chosen slots the state machine durably reflects, keeping `snapshotCatchUpSlots`
+   * behind for replicas that lag a little. Returns true when the core has a new Ready.
+   */
+  private maybeCompact(): boolean {
+    const core = this.core!;
+    const s = core.status();
+    if (s.executedIndex - s.compactedIndex < this.snapshotThreshold) return false;
+    const at = core.slotForIndex(Math.min(this.opts.stateMachine.appliedIndex(), s.executedIndex));
+    if (!at) return false;
+    const target = Math.min(at.slot, s.executedSlot - this.snapshotKeep);
+    if (target <= s.compactedSlot || !core.compact(target)) return false;
+    this.stats.compactions++;
+    this.metrics.compactions.inc({ node: this.nodeId });
+    this.log.debug({ node: this.nodeId, slot: target }, "acceptor log compacted");
+    return true;
+  }
+
+  private startSnapshotTransfer(to: NodeId): void {
+    if (this.outgoing.has(to) || this.closed) return;
+    const t: OutgoingTransfer = {
+      id: `${this.nodeId}:${this.nonce}:s${this.transferSeq++}`,
+      waiter: undefined,
+    };
+    this.outgoing.set(to, t);
+    this.sendSnapshot(to, t).then(
+      () => {
+        this.stats.snapshotsSent++;
+        this.metrics.snapshotsSent.inc({ node: this.nodeId, outcome: "ok" });
+        this.outgoing.delete(to);
+      },
+      (e: unknown) => {
+        this.stats.snapshotsFailed++;
+        this.metrics.snapshotsSent.inc({ node: this.nodeId, outcome: "failed" });
+        this.outgoing.delete(to);
+        this.log.warn(
+          { node: this.nodeId, to, err: e instanceof Error ? e.message : String(e) },
+          "snapshot transfer failed; it is retried on a later heartbeat",
+        );
+      },
+    );
+  }
+
+  /** Streams a state-machine snapshot to `to`, one acknowledged chunk at a time. */
+  private async sendSnapshot(to: NodeId, t: OutgoingTransfer): Promise<void> {
+    const snap = await this.opts.stateMachine.snapshot();
+    if (this.closed || !this.core) throw new Error("node closed");
+    const meta = this.core.slotForIndex(snap.index);
+    if (!meta || meta.index !== snap.index) {
+      throw new Error(`snapshot at index ${snap.index} does not end on a slot boundary`);
+    }
+    this.log.info(
+      { node: this.nodeId, to, slot: meta.slot, index: meta.index, bytes: snap.size },
+      "sending snapshot",
+    );
+    let offset = 0;
+    const sendChunk = async (data: Uint8Array) => {
+      const chunk: pb.SnapshotChunk = {
+        transferId: t.id,
+        slot: meta.slot,
+        index: meta.index,
+        offset,
+        size: snap.size,
+        data: Buffer.from(data.buffer, data.byteOffset, data.byteLength),
+      };
+      const ack = await new Promise<pb.SnapshotAck | undefined>((resolve) => {
+        const timer = this.opts.clock.schedule(Math.max(1_000, 40 * this.tickMs), () => resolve(undefined));
+        t.waiter = (a) => {
+          timer.cancel();
+          t.waiter = undefined;
+          resolve(a);
+        };
+        this.sendFrame(to, { chunk, ack: undefined });
+      });
+      if (!ack) throw new Error(`no acknowledgement for the chunk at ${offset}`);
+      if (!ack.ok || ack.nextOffset !== offset + data.byteLength) {
+        throw new Error(`${to} refused the chunk at ${offset}`);
+      }
+      offset += data.byteLength;
+    };
+    if (snap.size === 0) await sendChunk(new Uint8Array(0));
+    for await (const part of snap.chunks()) {
+      for (let i = 0; i < part.byteLength; i += this.chunkBytes) {
+        if (this.closed) throw new Error("node closed");
+        await sendChunk(part.subarray(i, Math.min(i + this.chunkBytes, part.byteLength)));
+      }
+    }
+    if (offset !== snap.size) throw new Error(`snapshot yielded ${offset} bytes, announced ${snap.size}`);
+  }
+
+  private sendFrame(to: NodeId, frame: pb.SnapshotFrame): void {
+    try {
+      this.opts.transport.send(to, PAXOS_SNAPSHOT_CHANNEL, pb.SnapshotFrame.encode(frame).finish());
+    } catch {
+      // Lost, as on the wire: the sender times out and retries later.
+    }
+  }
+
+  private onSnapshotFrame(from: NodeId, payload: Uint8Array): void {
+    if (this.closed || !this.core) return;
+    let frame: pb.SnapshotFrame;
+    try {
+      frame = pb.SnapshotFrame.decode(payload);
+    } catch {
+      this.dropped("malformed");
+      return;
+    }
+    if (frame.ack) {
+      const t = this.outgoing.get(from);
+      if (t && frame.ack.transferId === t.id) t.waiter?.(frame.ack);
+      return;
+    }
+    const c = frame.chunk;
+    if (!c || c.transferId === "" || c.offset + c.data.byteLength > c.size || c.slot < 1) {
+      this.dropped("malformed");
+      return;
+    }
+    const nack = () =>
+      this.sendFrame(from, { chunk: undefined, ack: { transferId: c.transferId, nextOffset: 0, ok: false } });
+    if (this.restoring) {
+      nack();
+      return;
+    }
+    let inc = this.incoming;
+    if (!inc || inc.id !== c.transferId || inc.from !== from) {
+      if (c.offset !== 0) {
+        nack();
+        return;
+      }
+      inc = { id: c.transferId, from, slot: c.slot, index: c.index, size: c.size, parts: [], received: 0 };
+      this.incoming = inc;
+    }
+    if (c.offset !== inc.received || c.size !== inc.size) {
+      this.incoming = undefined;
+      nack();
+      return;
+    }
+    inc.parts.push(new Uint8Array(c.data));
+    inc.received += c.data.byteLength;
+    this.sendFrame(from, {
+      chunk: undefined,
+      ack: { transferId: inc.id, nextOffset: inc.received, ok: true },
+    });
+    if (inc.received === inc.size) {
+      this.incoming = undefined;
+      void this.installSnapshot(inc);
+    }
+  }
+
+  /** Replaces the state machine with a received image, then tells the core. */
+  private async installSnapshot(inc: IncomingTransfer): Promise<void> {
+    const core = this.core!;
+    if (inc.slot <= core.status().executedSlot) return;
+    const sm = this.opts.stateMachine;
+    // Already there (restored before a crash that lost the compaction record): no restore.
+    if (sm.appliedIndex() < inc.index) {
+      this.restoring = true;
+      try {
+        await sm.restore(bytesSnapshot(inc.index, Buffer.concat(inc.parts)));
+      } catch (e) {
+        this.restoring = false;
+        this.fail(e instanceof Error ? e : new Error(String(e)));
+        return;
+      } finally {
+        this.restoring = false;
+      }
+    }
+    if (this.closed) return;
+    if (core.installSnapshot(inc.slot, inc.index)) {
+      this.stats.snapshotsInstalled++;
+      this.metrics.snapshotsInstalled.inc({ node: this.nodeId });
+      this.log.info(
+        { node: this.nodeId, from: inc.from, slot: inc.slot, index: inc.index },
+        "snapshot installed",
+      );
+      this.emit({ type: "applied", index: inc.index });
+    }
+    this.process();
   }
 
   private apply(rd: Ready): void {
@@ -368,12 +667,14 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
         for (const p of pending.proposals) {
           p.reject(new ConsensusError("DROPPED", `slot ${c.slot} was chosen with another proposal's value`));
         }
+        this.metrics.proposals.inc({ node: this.nodeId, outcome: "dropped" }, pending.proposals.length);
         continue;
       }
       pending.proposals.forEach((p, i) => {
         const index = c.index + i;
         p.resolve({ index, result: results.get(index) as Result });
       });
+      this.metrics.proposals.inc({ node: this.nodeId, outcome: "committed" }, pending.proposals.length);
     }
     const last = rd.committed.at(-1)!;
     this.emit({ type: "applied", index: last.index + Math.max(1, last.value.commands.length) - 1 });
@@ -389,20 +690,38 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
 
   private checkRole(): void {
     const s = this.core!.status();
+    const node = { node: this.nodeId };
+    this.metrics.setRole(s.role);
+    this.metrics.ballot.set(node, s.promised.round);
+    this.metrics.chosenSlot.set(node, s.chosenSlot);
+    this.metrics.chosenIndex.set(node, s.chosenIndex);
+    this.metrics.appliedIndex.set(node, this.opts.stateMachine.appliedIndex());
+    this.metrics.compactedSlot.set(node, s.compactedSlot);
+    this.metrics.inflightSlots.set(node, s.inflight);
     if (s.role !== this.lastRole) {
+      if (s.role === "candidate") this.metrics.elections.inc(node);
+      this.log.info(
+        { node: this.nodeId, role: s.role, ballot: s.ballot, from: this.lastRole },
+        "role changed",
+      );
       const wasLeader = this.lastRole === "leader";
       this.lastRole = s.role;
       this.emit({ type: "roleChanged", role: s.role });
       if (wasLeader) {
         // Our proposals may still be chosen (or not): their outcome is unknown.
         const lost = () => new ConsensusError("DROPPED", `node ${this.nodeId} lost leadership`);
-        for (const { proposals } of this.bySlot.values()) for (const p of proposals) p.reject(lost());
+        for (const { proposals } of this.bySlot.values()) {
+          for (const p of proposals) p.reject(lost());
+          this.metrics.proposals.inc({ node: this.nodeId, outcome: "dropped" }, proposals.length);
+        }
         this.bySlot.clear();
         for (const r of [...this.reads.values()]) r.reject(this.notLeader(s.leader));
       }
     }
     if (s.leader !== this.lastLeader) {
       this.lastLeader = s.leader;
+      if (s.leader !== NONE) this.metrics.leaderChanges.inc(node);
+      this.log.info({ node: this.nodeId, leader: s.leader, ballot: s.ballot }, "leader changed");
       this.emit({
         type: "leaderChanged",
         leaderId: s.leader === NONE ? undefined : s.leader,
@@ -511,8 +830,14 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
 
   /** The state machine threw or the store failed: this replica cannot continue. */
   private fail(e: Error): void {
+    this.log.error({ node: this.nodeId, err: e.message }, "paxos node stopped on a fatal error");
     this.failure = e;
     void this.close();
+  }
+
+  private dropped(reason: string): void {
+    this.stats.droppedMalformed++;
+    this.metrics.droppedMessages.inc({ node: this.nodeId, reason });
   }
 
   private emit(e: LogEvent): void {
@@ -524,4 +849,10 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
       }
     }
   }
+}
+
+function positiveOption(name: string, n: number): number {
+  if (!Number.isInteger(n) || n < 1)
+    throw new ConsensusError("INVALID_ARGUMENT", `${name} must be a positive integer, got ${n}`);
+  return n;
 }

@@ -90,6 +90,31 @@ for (const kind of kinds) {
       again.close();
     });
 
+    it("compaction drops accepted and chosen entries up to its slot, in the same save, and survives a reopen", () => {
+      const { store, reopen } = kind.open();
+      store.save({
+        accepted: [entry(1, 1, "a"), entry(2, 1, "b"), entry(3, 1, "c")],
+        chosen: [{ slot: 1, value: entry(1, 1, "a").value }],
+      });
+      store.save({
+        accepted: [entry(4, 1, "d")],
+        chosen: [
+          { slot: 2, value: entry(2, 1, "b").value },
+          { slot: 3, value: entry(3, 1, "c").value },
+        ],
+        compact: { slot: 2, index: 7 },
+      });
+      // An older compaction point never moves it back.
+      store.save({ accepted: [], chosen: [], compact: { slot: 1, index: 3 } });
+      store.close();
+      const again = reopen();
+      const s = again.load();
+      expect(s.compacted).toEqual({ slot: 2, index: 7 });
+      expect([...s.accepted.keys()].sort()).toEqual([3, 4]);
+      expect([...s.chosen.keys()]).toEqual([3]);
+      again.close();
+    });
+
     it("refuses to save after close", () => {
       const { store } = kind.open();
       store.close();

@@ -1,4 +1,4 @@
-import type { AcceptorState, AcceptorUpdate, Ballot, SlotEntry, Value } from "../core/types.js";
+import type { AcceptorState, AcceptorUpdate, Ballot, Compaction, SlotEntry, Value } from "../core/types.js";
 import { ZERO_BALLOT } from "../core/types.js";
 
 /**
@@ -25,11 +25,17 @@ export class MemoryAcceptorStore implements AcceptorStore {
   private promised: Ballot = ZERO_BALLOT;
   private readonly accepted = new Map<number, SlotEntry>();
   private readonly chosen = new Map<number, Value>();
+  private compacted: Compaction | undefined;
   private closed = false;
 
   load(): AcceptorState {
     this.closed = false;
-    return { promised: this.promised, accepted: new Map(this.accepted), chosen: new Map(this.chosen) };
+    return {
+      promised: this.promised,
+      accepted: new Map(this.accepted),
+      chosen: new Map(this.chosen),
+      compacted: this.compacted,
+    };
   }
 
   save(update: AcceptorUpdate): void {
@@ -37,6 +43,17 @@ export class MemoryAcceptorStore implements AcceptorStore {
     if (update.promised) this.promised = update.promised;
     for (const e of update.accepted) this.accepted.set(e.slot, e);
     for (const c of update.chosen) this.chosen.set(c.slot, c.value);
+    const k = update.compact;
+    if (k && k.slot > (this.compacted?.slot ?? 0)) {
+      for (const s of [...this.accepted.keys()]) if (s <= k.slot) this.accepted.delete(s);
+      for (const s of [...this.chosen.keys()]) if (s <= k.slot) this.chosen.delete(s);
+      this.compacted = k;
+    }
+  }
+
+  /** How many accepted and chosen entries are stored (for compaction tests). */
+  size(): { accepted: number; chosen: number } {
+    return { accepted: this.accepted.size, chosen: this.chosen.size };
   }
 
   close(): void {

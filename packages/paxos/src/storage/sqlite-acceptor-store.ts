@@ -20,6 +20,11 @@ CREATE TABLE IF NOT EXISTS chosen (
   slot INTEGER PRIMARY KEY,
   value BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS compacted (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  slot INTEGER NOT NULL,
+  log_index INTEGER NOT NULL
+);
 `;
 
 /**
@@ -31,6 +36,7 @@ export class SqliteAcceptorStore implements AcceptorStore {
   private readonly putPromised: Database.Statement;
   private readonly putAccepted: Database.Statement;
   private readonly putChosen: Database.Statement;
+  private readonly compactTx: (slot: number, index: number) => void;
   private readonly saveTx: (update: AcceptorUpdate) => void;
   private closed = false;
 
@@ -52,12 +58,23 @@ export class SqliteAcceptorStore implements AcceptorStore {
       "INSERT OR REPLACE INTO accepted (slot, round, node, value) VALUES (?, ?, ?, ?)",
     );
     this.putChosen = this.db.prepare("INSERT OR IGNORE INTO chosen (slot, value) VALUES (?, ?)");
+    const dropAccepted = this.db.prepare("DELETE FROM accepted WHERE slot <= ?");
+    const dropChosen = this.db.prepare("DELETE FROM chosen WHERE slot <= ?");
+    const putCompacted = this.db.prepare(
+      "INSERT INTO compacted (id, slot, log_index) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET slot = excluded.slot, log_index = excluded.log_index WHERE excluded.slot > compacted.slot",
+    );
+    this.compactTx = (slot, index) => {
+      dropAccepted.run(slot);
+      dropChosen.run(slot);
+      putCompacted.run(slot, index);
+    };
     this.saveTx = this.db.transaction((update: AcceptorUpdate) => {
       if (update.promised) this.putPromised.run(update.promised.round, update.promised.node);
       for (const e of update.accepted) {
         this.putAccepted.run(e.slot, e.ballot.round, e.ballot.node, encodeValue(e.value));
       }
       for (const c of update.chosen) this.putChosen.run(c.slot, encodeValue(c.value));
+      if (update.compact) this.compactTx(update.compact.slot, update.compact.index);
     });
   }
 
@@ -86,7 +103,15 @@ export class SqliteAcceptorStore implements AcceptorStore {
     }>) {
       chosen.set(row.slot, decodeValue(row.value));
     }
-    return { promised: p ? { round: p.round, node: p.node } : ZERO_BALLOT, accepted, chosen };
+    const k = this.db.prepare("SELECT slot, log_index FROM compacted WHERE id = 1").get() as
+      | { slot: number; log_index: number }
+      | undefined;
+    return {
+      promised: p ? { round: p.round, node: p.node } : ZERO_BALLOT,
+      accepted,
+      chosen,
+      compacted: k ? { slot: k.slot, index: k.log_index } : undefined,
+    };
   }
 
   save(update: AcceptorUpdate): void {

@@ -27,6 +27,8 @@ export class CoreCluster {
   constructor(
     readonly ids: readonly NodeId[],
     readonly extra: Partial<PaxosConfig> = {},
+    /** Builds each node's store (e.g. a faulty one, to show that a scenario catches it). */
+    private readonly newStore: (id: NodeId) => MemoryAcceptorStore = () => new MemoryAcceptorStore(),
   ) {
     for (const id of ids) this.restart(id);
   }
@@ -40,7 +42,7 @@ export class CoreCluster {
   /** A new incarnation of `id` from its durable state only. */
   restart(id: NodeId): Paxos {
     let store = this.stores.get(id);
-    if (!store) this.stores.set(id, (store = new MemoryAcceptorStore()));
+    if (!store) this.stores.set(id, (store = this.newStore(id)));
     const node = new Paxos({
       id,
       voters: this.ids,
@@ -100,6 +102,18 @@ export class CoreCluster {
       }
     }
     return delivered;
+  }
+
+  /** Removes the undelivered messages `match` selects from the inbox and returns them (to hold them). */
+  take(match: (m: Message) => boolean): Message[] {
+    const taken = this.inbox.filter(match);
+    this.inbox = this.inbox.filter((m) => !match(m));
+    return taken;
+  }
+
+  /** Puts held messages back in the inbox (delivered by the next `deliver`). */
+  release(messages: readonly Message[]): void {
+    this.inbox.push(...messages);
   }
 
   /** Cuts `isolated` off: messages to or from it are dropped. */

@@ -127,6 +127,38 @@ export interface Message {
   slots: number[];
 }
 
+/**
+ * A piece of a state-machine snapshot sent to a replica whose missing slots were compacted
+ * away (channel "paxos-snapshot"). The image covers every slot up to `slot`, whose last log
+ * index is `index`; chunks go one at a time, each acknowledged before the next.
+ */
+export interface SnapshotChunk {
+  /** Names one transfer; a chunk of another transfer restarts the receiver's assembly. */
+  transferId: string;
+  slot: number;
+  index: number;
+  /** Byte offset of `data` in the image, and the image's total size. */
+  offset: number;
+  size: number;
+  data: Buffer;
+}
+
+/**
+ * The receiver's answer to a chunk: `next_offset` is the offset it expects next (the image's
+ * size once it has everything); `ok` false means it dropped the transfer.
+ */
+export interface SnapshotAck {
+  transferId: string;
+  nextOffset: number;
+  ok: boolean;
+}
+
+/** What travels on the snapshot channel: exactly one of the two. */
+export interface SnapshotFrame {
+  chunk: SnapshotChunk | undefined;
+  ack: SnapshotAck | undefined;
+}
+
 function createBaseBallot(): Ballot {
   return { round: 0, node: "" };
 }
@@ -657,6 +689,355 @@ export const Message: MessageFns<Message> = {
       : undefined;
     message.context = object.context ?? "";
     message.slots = object.slots?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSnapshotChunk(): SnapshotChunk {
+  return { transferId: "", slot: 0, index: 0, offset: 0, size: 0, data: Buffer.alloc(0) };
+}
+
+export const SnapshotChunk: MessageFns<SnapshotChunk> = {
+  encode(message: SnapshotChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transferId !== "") {
+      writer.uint32(10).string(message.transferId);
+    }
+    if (message.slot !== 0) {
+      writer.uint32(16).uint64(message.slot);
+    }
+    if (message.index !== 0) {
+      writer.uint32(24).uint64(message.index);
+    }
+    if (message.offset !== 0) {
+      writer.uint32(32).uint64(message.offset);
+    }
+    if (message.size !== 0) {
+      writer.uint32(40).uint64(message.size);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(50).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transferId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.slot = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.index = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.size = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SnapshotChunk {
+    return {
+      transferId: isSet(object.transferId)
+        ? globalThis.String(object.transferId)
+        : isSet(object.transfer_id)
+        ? globalThis.String(object.transfer_id)
+        : "",
+      slot: isSet(object.slot) ? globalThis.Number(object.slot) : 0,
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: SnapshotChunk): unknown {
+    const obj: any = {};
+    if (message.transferId !== "") {
+      obj.transferId = message.transferId;
+    }
+    if (message.slot !== 0) {
+      obj.slot = Math.round(message.slot);
+    }
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.offset !== 0) {
+      obj.offset = Math.round(message.offset);
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SnapshotChunk>, I>>(base?: I): SnapshotChunk {
+    return SnapshotChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SnapshotChunk>, I>>(object: I): SnapshotChunk {
+    const message = createBaseSnapshotChunk();
+    message.transferId = object.transferId ?? "";
+    message.slot = object.slot ?? 0;
+    message.index = object.index ?? 0;
+    message.offset = object.offset ?? 0;
+    message.size = object.size ?? 0;
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSnapshotAck(): SnapshotAck {
+  return { transferId: "", nextOffset: 0, ok: false };
+}
+
+export const SnapshotAck: MessageFns<SnapshotAck> = {
+  encode(message: SnapshotAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transferId !== "") {
+      writer.uint32(10).string(message.transferId);
+    }
+    if (message.nextOffset !== 0) {
+      writer.uint32(16).uint64(message.nextOffset);
+    }
+    if (message.ok !== false) {
+      writer.uint32(24).bool(message.ok);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transferId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.nextOffset = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ok = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SnapshotAck {
+    return {
+      transferId: isSet(object.transferId)
+        ? globalThis.String(object.transferId)
+        : isSet(object.transfer_id)
+        ? globalThis.String(object.transfer_id)
+        : "",
+      nextOffset: isSet(object.nextOffset)
+        ? globalThis.Number(object.nextOffset)
+        : isSet(object.next_offset)
+        ? globalThis.Number(object.next_offset)
+        : 0,
+      ok: isSet(object.ok) ? globalThis.Boolean(object.ok) : false,
+    };
+  },
+
+  toJSON(message: SnapshotAck): unknown {
+    const obj: any = {};
+    if (message.transferId !== "") {
+      obj.transferId = message.transferId;
+    }
+    if (message.nextOffset !== 0) {
+      obj.nextOffset = Math.round(message.nextOffset);
+    }
+    if (message.ok !== false) {
+      obj.ok = message.ok;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SnapshotAck>, I>>(base?: I): SnapshotAck {
+    return SnapshotAck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SnapshotAck>, I>>(object: I): SnapshotAck {
+    const message = createBaseSnapshotAck();
+    message.transferId = object.transferId ?? "";
+    message.nextOffset = object.nextOffset ?? 0;
+    message.ok = object.ok ?? false;
+    return message;
+  },
+};
+
+function createBaseSnapshotFrame(): SnapshotFrame {
+  return { chunk: undefined, ack: undefined };
+}
+
+export const SnapshotFrame: MessageFns<SnapshotFrame> = {
+  encode(message: SnapshotFrame, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.chunk !== undefined) {
+      SnapshotChunk.encode(message.chunk, writer.uint32(10).fork()).join();
+    }
+    if (message.ack !== undefined) {
+      SnapshotAck.encode(message.ack, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotFrame {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotFrame();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.chunk = SnapshotChunk.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ack = SnapshotAck.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SnapshotFrame {
+    return {
+      chunk: isSet(object.chunk) ? SnapshotChunk.fromJSON(object.chunk) : undefined,
+      ack: isSet(object.ack) ? SnapshotAck.fromJSON(object.ack) : undefined,
+    };
+  },
+
+  toJSON(message: SnapshotFrame): unknown {
+    const obj: any = {};
+    if (message.chunk !== undefined) {
+      obj.chunk = SnapshotChunk.toJSON(message.chunk);
+    }
+    if (message.ack !== undefined) {
+      obj.ack = SnapshotAck.toJSON(message.ack);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SnapshotFrame>, I>>(base?: I): SnapshotFrame {
+    return SnapshotFrame.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SnapshotFrame>, I>>(object: I): SnapshotFrame {
+    const message = createBaseSnapshotFrame();
+    message.chunk = (object.chunk !== undefined && object.chunk !== null)
+      ? SnapshotChunk.fromPartial(object.chunk)
+      : undefined;
+    message.ack = (object.ack !== undefined && object.ack !== null) ? SnapshotAck.fromPartial(object.ack) : undefined;
     return message;
   },
 };
