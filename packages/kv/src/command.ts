@@ -1,6 +1,8 @@
 import type {
   CompactionRequest,
   DeleteRangeRequest,
+  LeaseGrantRequest,
+  LeaseRevokeRequest,
   PutRequest,
   TxnRequest,
 } from "./gen/etcdserverpb/rpc.js";
@@ -12,4 +14,6 @@ export const encodeCommand = {
   deleteRange: (deleteRange: DeleteRangeRequest): Uint8Array => Command.encode({ deleteRange }).finish(),
   txn: (txn: TxnRequest): Uint8Array => Command.encode({ txn }).finish(),
   compaction: (compaction: CompactionRequest): Uint8Array => Command.encode({ compaction }).finish(),
+  leaseGrant: (leaseGrant: LeaseGrantRequest): Uint8Array => Command.encode({ leaseGrant }).finish(),
+  leaseRevoke: (leaseRevoke: LeaseRevokeRequest): Uint8Array => Command.encode({ leaseRevoke }).finish(),
 };

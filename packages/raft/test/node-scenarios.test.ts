@@ -109,6 +109,32 @@ describe("RaftNode scenarios on the simulator", () => {
     expect(r.commands(follower)).toContain("w");
   });
 
+  it("a follower's read that went to a leader which is then cut off rejects with NOT_LEADER once a new leader is known", async () => {
+    const sim = new Simulation(18);
+    const r = simRaft(sim, ids);
+    await r.cluster.start();
+    const old = await withLeader(sim, r);
+    const follower = ids.find((id) => id !== old)!;
+    await sim.eventually(
+      "follower knows the leader",
+      () => r.node(follower).status().leaderId === old,
+      1_000,
+    );
+    sim.network.isolate(old);
+    const read = track(r.node(follower).read({ timeoutMs: 10_000 }));
+    await sim.eventually("the read settles", () => read.done, 3_000);
+    expect(isConsensusError(read.error, "NOT_LEADER")).toBe(true);
+    await sim.eventually(
+      "the follower knows a new leader",
+      () => (r.node(follower).status().leaderId ?? old) !== old,
+      3_000,
+    );
+    const again = track(r.node(follower).read());
+    await sim.eventually("a retried read resolves", () => again.done, 2_000);
+    if (again.error) for (const id of ids) console.log(id, JSON.stringify(r.node(id).coreStatus()));
+    expect(again.error).toBeUndefined();
+  });
+
   it("a follower that missed compacted entries is sent a snapshot in chunks and catches up", async () => {
     const sim = new Simulation(15);
     const r = simRaft(sim, ids, () => ({
@@ -127,6 +153,71 @@ describe("RaftNode scenarios on the simulator", () => {
     await sim.eventually("lagging caught up", () => r.commands(lagging).length === 30, 3_000);
     expect(r.commands(lagging)).toEqual(r.commands(leader));
     expect(r.durable.get(lagging)!.storage.snapshot().index).toBeGreaterThan(0);
+  });
+
+  it("adds a learner and promotes it under load, with the leader crashing midway; all converge", async () => {
+    const sim = new Simulation(19);
+    sim.network.setFaults({ minDelayMs: 1, maxDelayMs: 10 });
+    const all = ["n1", "n2", "n3", "n4"];
+    const r = simRaft(sim, all, () => ({ snapshotThreshold: 15, snapshotCatchUpEntries: 5 }), ids);
+    addSafetyInvariant(sim, r);
+    await r.cluster.start();
+    let stop = false;
+    const proposals: { command: string; t: ReturnType<typeof track> }[] = [];
+    const load = (async () => {
+      for (let k = 0; !stop; k++) {
+        const leader = r.leader();
+        if (leader) {
+          const command = `w${k}`;
+          proposals.push({
+            command,
+            t: track(r.node(leader).propose(Buffer.from(command), { timeoutMs: 200 })),
+          });
+        }
+        await new Promise<void>((res) => sim.clock.schedule(leader ? 5 : 20, res));
+      }
+    })();
+    const change = async (c: Parameters<ReturnType<typeof r.node>["changeMembership"]>[0]) => {
+      for (let attempt = 0; attempt < 50; attempt++) {
+        const leader = r.leader();
+        if (leader) {
+          const t = track(r.node(leader).changeMembership(c, { timeoutMs: 300 }));
+          await sim.eventually("change settles", () => t.done, 2_000);
+          if (!t.error) return;
+          if (isConsensusError(t.error, "INVALID_ARGUMENT")) return; // applied by an earlier attempt
+        }
+        await sim.runFor(50);
+      }
+      throw new Error(`change ${JSON.stringify(c)} never succeeded`);
+    };
+    await withLeader(sim, r);
+    await sim.runFor(200);
+    await change({ type: "addLearner", member: { id: "n4", address: "n4" } });
+    r.cluster.crash(r.leader()!);
+    await sim.runFor(300);
+    for (const id of r.cluster.down()) await r.cluster.restart(id);
+    await change({ type: "promote", id: "n4" });
+    await sim.runFor(300);
+    stop = true;
+    await sim.runFor(300);
+    await load;
+    const acked = proposals.filter((p) => p.t.done && !p.t.error).map((p) => p.command);
+    const leader = await withLeader(sim, r);
+    expect(
+      r
+        .node(leader)
+        .status()
+        .members.find((m) => m.id === "n4"),
+    ).toMatchObject({ learner: false });
+    await sim.eventually(
+      "all four apply the same commands, with every acknowledged one",
+      () => {
+        const ref = r.commands(leader);
+        return all.every((id) => r.commands(id).join() === ref.join()) && acked.every((c) => ref.includes(c));
+      },
+      3_000,
+    );
+    expect(acked.length).toBeGreaterThan(20);
   });
 
   it("removes a member while proposals continue; the remaining two keep committing", async () => {

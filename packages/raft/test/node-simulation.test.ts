@@ -17,7 +17,7 @@ async function raftScenario({ sim, seed }: ScenarioContext): Promise<void> {
   const r = simRaft(sim, IDS, () => ({
     snapshotThreshold: 25 + (seed % 20),
     snapshotCatchUpEntries: seed % 3 === 0 ? 0 : 10,
-    snapshotChunkBytes: 128,
+    snapshotChunkBytes: 512 + (seed % 4) * 300,
     core: { maxEntriesPerMessage: 1 + (seed % 8), maxInflight: 1 + (seed % 5) },
   }));
   const { cluster, durable } = r;
@@ -26,6 +26,7 @@ async function raftScenario({ sim, seed }: ScenarioContext): Promise<void> {
 
   await cluster.start();
   const acked = new Set<string>();
+  let reads = 0;
   let stop = false;
   const sleep = (ms: number) => new Promise<void>((r) => sim.clock.schedule(ms, r));
   const client = async (name: string) => {
@@ -36,6 +37,31 @@ async function raftScenario({ sim, seed }: ScenarioContext): Promise<void> {
         nodes.find((n) => n.status().role === "leader") ?? nodes[Math.floor(prng.next() * nodes.length)];
       if (!leader) {
         await sleep(20);
+        continue;
+      }
+      if (prng.next() < 0.25) {
+        // A linearizable read on any live node: once it resolves, that node's state machine
+        // holds every command acknowledged before the read began.
+        const ids = [...cluster.runtimes().keys()];
+        const id = ids[Math.floor(prng.next() * ids.length)]!;
+        const node = cluster.runtime(id)!;
+        const mustSee = [...acked];
+        try {
+          const answer = await Promise.race([
+            node.read({ timeoutMs: 300 }).then(() => "ok" as const),
+            sleep(400).then(() => "gone" as const),
+          ]);
+          if (answer === "ok") {
+            const seen = new Set(durable.get(id)!.machine.commands);
+            const missing = mustSee.filter((c) => !seen.has(c));
+            if (missing.length > 0)
+              throw new Error(`stale read on ${id}: misses acknowledged ${missing.join(",")}`);
+            reads++;
+          }
+        } catch (err) {
+          if (!isConsensusError(err)) throw err;
+          await sleep(5 + Math.floor(prng.next() * 30));
+        }
         continue;
       }
       const command = `${name}-${k}`;
@@ -54,21 +80,63 @@ async function raftScenario({ sim, seed }: ScenarioContext): Promise<void> {
   };
   const clients = ["c1", "c2", "c3"].map((c) => client(c).catch((e) => sim.fail(e)));
 
+  // On odd seeds, membership churn: remove a follower, add it back as a learner, promote it.
+  let reconfigure = seed % 2 === 1;
+  const reconfigurer = async () => {
+    const prng = sim.prng.fork("reconfigurer");
+    while (reconfigure) {
+      await sleep(100 + Math.floor(prng.next() * 200));
+      const leader = [...cluster.runtimes().values()].find((n) => n.status().role === "leader");
+      if (!leader) continue;
+      const members = leader.status().members;
+      const missing = IDS.filter((id) => !members.some((m) => m.id === id));
+      const learner = members.find((m) => m.learner);
+      const voters = members.filter((m) => !m.learner && m.id !== leader.nodeId);
+      const change =
+        missing.length > 0
+          ? { type: "addLearner" as const, member: { id: missing[0]!, address: missing[0]! } }
+          : learner
+            ? { type: "promote" as const, id: learner.id }
+            : { type: "remove" as const, id: voters[Math.floor(prng.next() * voters.length)]!.id };
+      try {
+        await Promise.race([leader.changeMembership(change, { timeoutMs: 300 }), sleep(400)]);
+      } catch (err) {
+        if (!isConsensusError(err)) throw err;
+      }
+    }
+  };
+  const reconfiguring = reconfigurer().catch((e) => sim.fail(e));
+
   cluster.startNemesis({ intervalMs: [50, 300], downMs: [20, 400] });
   await sim.runUntilTime(2_000);
   await cluster.livenessPhase();
-  const before = acked.size;
-  if (process.env.QUORUM_DEBUG) {
-    sim.clock.schedule(4_900, () => {
-      for (const [id, node] of cluster.runtimes())
-        console.log(id, JSON.stringify(node.coreStatus()), durable.get(id)!.machine.commands.length);
-      console.log("acked", acked.size);
-    });
+  if (seed % 2 === 1) {
+    // Let the churn bring every node back as a voter, then stop it.
+    await sim.eventually(
+      "all five are voters again",
+      () => {
+        const leader = [...cluster.runtimes().values()].find((n) => n.status().role === "leader");
+        const members = leader?.status().members ?? [];
+        return members.length === IDS.length && members.every((m) => !m.learner);
+      },
+      5_000,
+    );
+    reconfigure = false;
+    await reconfiguring;
   }
+  const before = acked.size;
   await sim.eventually("5 more proposals commit after healing", () => acked.size >= before + 5, 5_000);
   stop = true;
   await sim.runUntilTime(sim.now() + 300);
   await Promise.all(clients);
+  const dump = () => {
+    if (!process.env.QUORUM_DEBUG) return;
+    for (const [id, node] of cluster.runtimes()) {
+      console.log(id, JSON.stringify(node.coreStatus()), durable.get(id)!.machine.commands.length);
+    }
+    console.log("acked", acked.size, "up", cluster.up());
+  };
+  sim.clock.schedule(4_900, dump);
   await sim.eventually(
     "every replica applies the same commands, including every acknowledged one",
     () => {
@@ -78,6 +146,7 @@ async function raftScenario({ sim, seed }: ScenarioContext): Promise<void> {
     },
     5_000,
   );
+  if (reads === 0) throw new Error("no read succeeded");
   for (const node of cluster.runtimes().values()) await node.close();
 }
 

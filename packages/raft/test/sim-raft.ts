@@ -1,8 +1,8 @@
 import type { RecordedResult } from "@quorum/consensus/testing";
 import { RecordingStateMachine } from "@quorum/consensus/testing";
-import { type LogStore, MemoryStorage, RaftNode, type RaftNodeOptions } from "@quorum/raft";
-import { SafetyChecker } from "@quorum/raft/testing";
 import { type NodeContext, SimCluster, type Simulation } from "@quorum/sim";
+import { type LogStore, MemoryStorage, RaftNode, type RaftNodeOptions } from "../src/index.js";
+import { SafetyChecker } from "../src/testing/index.js";
 
 export interface Durable {
   readonly storage: MemoryStorage;
@@ -66,7 +66,9 @@ export function simRaft(
     const clock = ctx.clock as NodeContext["clock"] & { isDead(): boolean };
     const node = new RaftNode<RecordedResult>({
       id: ctx.id,
-      peers: [],
+      // A node outside the initial configuration joins: it must reach the members to answer them.
+      peers: initial.includes(ctx.id) ? [] : initial.map((p) => ({ id: p, address: p })),
+      join: !initial.includes(ctx.id),
       transport: ctx.transport,
       clock: ctx.clock,
       storage: fenced(d.storage, () => clock.isDead()),

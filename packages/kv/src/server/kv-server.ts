@@ -1,6 +1,8 @@
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import {
+  type ClientDuplexStream,
   Metadata,
+  type ServerDuplexStream,
   type ServerUnaryCall,
   type ServiceDefinition,
   type ServiceError,
@@ -8,10 +10,16 @@ import {
   status,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { isConsensusError, type LogStatus, type Member, type ReplicatedLog } from "@quorum/consensus";
-import type { Logger, RunningGrpcServer } from "@quorum/transport";
-import { createGrpcClient, silentLogger, startGrpcServer } from "@quorum/transport";
-import { Counter, Histogram, Registry } from "prom-client";
+import {
+  ConsensusError,
+  isConsensusError,
+  type LogStatus,
+  type Member,
+  type ReplicatedLog,
+} from "@quorum/consensus";
+import type { Clock, Logger, RunningGrpcServer } from "@quorum/transport";
+import { createGrpcClient, silentLogger, startGrpcServer, systemClock } from "@quorum/transport";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { encodeCommand } from "../command.js";
 import { EtcdError, etcdErrors } from "../errors.js";
 import {
@@ -25,6 +33,18 @@ import {
   type Member as EtcdMember,
   KVClient,
   KVService,
+  LeaseClient,
+  type LeaseGrantRequest,
+  type LeaseGrantResponse,
+  type LeaseKeepAliveRequest,
+  type LeaseKeepAliveResponse,
+  type LeaseLeasesRequest,
+  type LeaseLeasesResponse,
+  type LeaseRevokeRequest,
+  type LeaseRevokeResponse,
+  LeaseService,
+  type LeaseTimeToLiveRequest,
+  type LeaseTimeToLiveResponse,
   MaintenanceService,
   type MemberListRequest,
   type MemberListResponse,
@@ -37,9 +57,13 @@ import {
   type StatusResponse,
   type TxnRequest,
   type TxnResponse,
+  type WatchRequest,
+  type WatchResponse,
+  WatchService,
 } from "../gen/etcdserverpb/rpc.js";
 import { type ApplyResult, isTxnReadOnly, type KvStore } from "../store/kv-store.js";
 import { ProposalBatcher, ReadBarrier } from "./batcher.js";
+import { Lessor } from "./lessor.js";
 import {
   checkDeleteRequest,
   checkPutRequest,
@@ -51,6 +75,7 @@ import {
   isTxnSerializable,
   proposalSize,
 } from "./validate.js";
+import { WatchHub } from "./watch.js";
 
 /** How a log member appears in etcd's MemberList and headers. */
 export interface MemberInfo {
@@ -86,6 +111,22 @@ export interface KvServiceOptions {
   readonly logger?: Logger;
   /** Where the service's metrics go (default: a registry of its own, see `KvServer.metrics`). */
   readonly metrics?: Registry;
+  /** Time for lease expiry and watch progress notifications (default: the system clock). */
+  readonly clock?: Clock;
+  /** etcd's minimum lease TTL in seconds: ceil(1.5 × election timeout); default 2. */
+  readonly minLeaseTtlSeconds?: number;
+  /** Added to every lease's TTL when this node becomes leader (etcd: the election timeout); default 1000. */
+  readonly leaderLeaseExtendMs?: number;
+  /** How often the leader looks for expired leases; default 500. */
+  readonly leaseCheckIntervalMs?: number;
+  /** etcd's --experimental-watch-progress-notify-interval; default 10 minutes. */
+  readonly watchProgressNotifyIntervalMs?: number;
+  /** Per watch stream, responses waiting for a slow client before its watchers fall back to history; default 1024. */
+  readonly watchMaxPendingResponses?: number;
+  /** Same, in bytes of events; default 32 MiB. */
+  readonly watchMaxPendingBytes?: number;
+  /** How long a `hasleader` stream survives without a leader (etcd: 3 election timeouts); default 3000. */
+  readonly noLeaderStreamTimeoutMs?: number;
 }
 
 /** A running etcd-compatible endpoint in front of one replica of the store. */
@@ -94,11 +135,70 @@ export interface KvServer {
   readonly address: string;
   readonly port: number;
   readonly metrics: Registry;
+  /** Watch streams open now. */
+  watchStreams(): number;
+  /** Watchers open now, over all streams. */
+  watchers(): number;
   /** Stops serving (running calls get `graceMs`); does not close the log or the store. */
   close(graceMs?: number): Promise<void>;
 }
 
 const forwardedHeader = "quorum-forwarded";
+/** etcd's MaxLeaseTTL (lease/lessor.go). */
+const maxLeaseTtl = 9_000_000_000n;
+
+type ClientKind = "kv" | "lease";
+type GrpcClient = InstanceType<typeof KVClient> | InstanceType<typeof LeaseClient>;
+
+/** A server stream the service may end on shutdown or on losing the leader. */
+interface OpenStream {
+  readonly hasLeader: boolean;
+  fail(err: EtcdError): void;
+}
+
+/** etcd's random lease IDs: a positive int64. */
+function randomLeaseId(): bigint {
+  for (;;) {
+    const id = randomBytes(8).readBigUInt64BE(0) & ((1n << 63n) - 1n);
+    if (id !== 0n) return id;
+  }
+}
+
+/**
+ * One keep-alive stream from a follower to the leader, shared by all its clients: the leader
+ * answers each request once, in order, so replies pair with requests first-in first-out.
+ */
+class KeepAliveForwarder {
+  private readonly pending: { resolve(r: LeaseKeepAliveResponse): void; reject(e: unknown): void }[] = [];
+  private readonly stream: ClientDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>;
+  closed = false;
+
+  constructor(client: InstanceType<typeof LeaseClient>, nodeId: string) {
+    const metadata = new Metadata();
+    metadata.set(forwardedHeader, nodeId);
+    this.stream = client.leaseKeepAlive(metadata);
+    this.stream.on("data", (r: LeaseKeepAliveResponse) => this.pending.shift()?.resolve(r));
+    this.stream.on("error", (err: ServiceError) => this.fail(new EtcdError(err.code, err.details)));
+    this.stream.on("end", () => this.fail(etcdErrors.leaderChanged()));
+  }
+
+  send(req: LeaseKeepAliveRequest): Promise<LeaseKeepAliveResponse> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ resolve, reject });
+      this.stream.write(req);
+    });
+  }
+
+  private fail(err: EtcdError): void {
+    this.closed = true;
+    for (const p of this.pending.splice(0)) p.reject(err);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.stream.cancel();
+  }
+}
 
 /** A deserialized request that exceeded the gRPC receive limit (grpc-go's message, not grpc-js's). */
 class TooLarge {
@@ -141,9 +241,19 @@ export class KvService {
   private readonly maxRequestBytes: number;
   private readonly maxTxnOps: number;
   private readonly requestTimeoutMs: number;
-  private readonly clients = new Map<string, InstanceType<typeof KVClient>>();
+  private readonly clients = new Map<string, GrpcClient>();
+  private readonly keepAliveForwarders = new Map<string, KeepAliveForwarder>();
   readonly metrics: Registry;
   private readonly requests: Counter<"method" | "code">;
+  private readonly clock: Clock;
+  readonly watchHub: WatchHub;
+  readonly lessor: Lessor;
+  private readonly minLeaseTtl: bigint;
+  private readonly openStreams = new Set<OpenStream>();
+  private noLeaderSince: number | undefined;
+  private identity: { key: string; clusterId: bigint; memberId: bigint } | undefined;
+  private noLeaderTimer: { cancel(): void } | undefined;
+  private unsubscribeLog: (() => void) | undefined;
 
   constructor(private readonly options: Omit<KvServiceOptions, "listen">) {
     this.log = options.log;
@@ -170,6 +280,81 @@ export class KvService {
       onBatch: (n) => batchSize.observe(n),
     });
     this.barrier = new ReadBarrier(this.log, { timeoutMs: this.requestTimeoutMs });
+    this.clock = options.clock ?? systemClock;
+    const unsynced = new Counter({
+      name: "quorum_kv_watch_unsynced_total",
+      help: "Watchers moved off live events to catch up from history because their client fell behind",
+      registers: [this.metrics],
+    });
+    this.minLeaseTtl = BigInt(options.minLeaseTtlSeconds ?? 2);
+    this.watchHub = new WatchHub({
+      store: this.store,
+      clock: this.clock,
+      header: (revision) => this.header(revision),
+      fragmentBytes: this.maxReceiveBytes,
+      logger: this.logger,
+      onUnsynced: () => unsynced.inc(),
+      ...(options.watchProgressNotifyIntervalMs !== undefined
+        ? { progressNotifyIntervalMs: options.watchProgressNotifyIntervalMs }
+        : {}),
+      ...(options.watchMaxPendingResponses !== undefined
+        ? { maxPendingResponses: options.watchMaxPendingResponses }
+        : {}),
+      ...(options.watchMaxPendingBytes !== undefined
+        ? { maxPendingBytes: options.watchMaxPendingBytes }
+        : {}),
+    });
+    this.lessor = new Lessor({
+      log: this.log,
+      store: this.store,
+      clock: this.clock,
+      revoke: async (id) => {
+        await this.propose(encodeCommand.leaseRevoke({ ID: id }));
+      },
+      logger: this.logger,
+      ...(options.leaseCheckIntervalMs !== undefined
+        ? { checkIntervalMs: options.leaseCheckIntervalMs }
+        : {}),
+      ...(options.leaderLeaseExtendMs !== undefined ? { leaderExtendMs: options.leaderLeaseExtendMs } : {}),
+    });
+    this.lessor.start();
+    const hub = this.watchHub;
+    new Gauge({
+      name: "quorum_kv_watch_streams",
+      help: "Open Watch streams",
+      registers: [this.metrics],
+      collect() {
+        this.set(hub.streamCount());
+      },
+    });
+    this.unsubscribeLog = this.log.subscribe((event) => {
+      if (event.type === "leaderChanged") this.watchLeader();
+    });
+  }
+
+  /**
+   * etcd's monitorLeader: streams opened with `hasleader` end with `no leader` once the
+   * cluster has had no leader for a while.
+   */
+  private watchLeader(): void {
+    const leaderless = this.log.status().leaderId === undefined;
+    if (!leaderless) {
+      this.noLeaderSince = undefined;
+      this.noLeaderTimer?.cancel();
+      this.noLeaderTimer = undefined;
+      return;
+    }
+    if (this.noLeaderSince !== undefined) return;
+    this.noLeaderSince = this.clock.now();
+    this.noLeaderTimer = this.clock.schedule(this.options.noLeaderStreamTimeoutMs ?? 3000, () => {
+      this.noLeaderTimer = undefined;
+      if (this.log.status().leaderId !== undefined) {
+        this.noLeaderSince = undefined;
+        return;
+      }
+      for (const stream of [...this.openStreams]) if (stream.hasLeader) stream.fail(etcdErrors.noLeader());
+      this.noLeaderSince = undefined;
+    });
   }
 
   get maxReceiveBytes(): number {
@@ -203,9 +388,15 @@ export class KvService {
 
   private header(revision: bigint | undefined): ResponseHeader {
     const s = this.log.status();
+    // IDs are hashes of the membership: computed once per membership, not per response
+    // (watch streams build a header for every event batch).
+    const key = `${s.nodeId}\n${s.members.map((m) => `${m.id}@${m.address}`).join("\n")}`;
+    if (this.identity?.key !== key) {
+      this.identity = { key, clusterId: this.clusterId(s), memberId: this.memberIdOf(s, s.nodeId) };
+    }
     return {
-      clusterId: this.clusterId(s),
-      memberId: this.memberIdOf(s, s.nodeId),
+      clusterId: this.identity.clusterId,
+      memberId: this.identity.memberId,
       revision: revision ?? 0n,
       raftTerm: BigInt(s.term),
     };
@@ -247,8 +438,9 @@ export class KvService {
    */
   private async orForward<Req, Res extends { header?: ResponseHeader | undefined }>(
     call: ServerUnaryCall<Req, Res>,
-    method: "range" | "put" | "deleteRange" | "txn" | "compact",
+    method: string,
     local: () => Promise<Res>,
+    kind: ClientKind = "kv",
   ): Promise<Res> {
     try {
       return await local();
@@ -259,18 +451,33 @@ export class KvService {
       if (call.metadata.get(forwardedHeader).length > 0) throw etcdErrors.leaderChanged();
       const address = this.options.leaderClientAddress?.(leader.id);
       if (!address) throw etcdErrors.noLeader();
-      return this.fill(await this.forward<Req, Res>(address, method, call));
+      return this.fill(await this.forward<Req, Res>(kind, address, method, call));
     }
   }
 
-  private forward<Req, Res>(address: string, method: string, call: ServerUnaryCall<Req, Res>): Promise<Res> {
-    let client = this.clients.get(address);
+  private client(kind: "kv", address: string): InstanceType<typeof KVClient>;
+  private client(kind: "lease", address: string): InstanceType<typeof LeaseClient>;
+  private client(kind: ClientKind, address: string): GrpcClient {
+    const cacheKey = `${kind}:${address}`;
+    let client = this.clients.get(cacheKey);
     if (!client) {
-      client = createGrpcClient(KVClient, address, {
-        channelOptions: { "grpc.max_send_message_length": this.maxReceiveBytes },
-      });
-      this.clients.set(address, client);
+      const options = { channelOptions: { "grpc.max_send_message_length": this.maxReceiveBytes } };
+      client =
+        kind === "kv"
+          ? createGrpcClient(KVClient, address, options)
+          : createGrpcClient(LeaseClient, address, options);
+      this.clients.set(cacheKey, client);
     }
+    return client;
+  }
+
+  private forward<Req, Res>(
+    kind: ClientKind,
+    address: string,
+    method: string,
+    call: ServerUnaryCall<Req, Res>,
+  ): Promise<Res> {
+    const client = kind === "kv" ? this.client("kv", address) : this.client("lease", address);
     const metadata = new Metadata();
     metadata.set(forwardedHeader, this.log.nodeId);
     const deadline = call.getDeadline();
@@ -363,6 +570,93 @@ export class KvService {
     return call ? this.orForward(call, "compact", local) : local();
   }
 
+  // ---- leases ----------------------------------------------------------------------------
+
+  /** NOT_LEADER unless this node leads (for requests only the leader's lessor can answer). */
+  private requireLeader(): void {
+    if (this.lessor.isLeader()) return;
+    const s = this.log.status();
+    throw new ConsensusError(
+      "NOT_LEADER",
+      `node ${s.nodeId} is not the leader`,
+      s.leaderId !== undefined ? { id: s.leaderId } : undefined,
+    );
+  }
+
+  private current<T extends { header?: ResponseHeader | undefined }>(response: T): T {
+    response.header = this.header(BigInt(this.store.revision()));
+    return response;
+  }
+
+  async leaseGrant(
+    req: LeaseGrantRequest,
+    call?: ServerUnaryCall<LeaseGrantRequest, LeaseGrantResponse>,
+  ): Promise<LeaseGrantResponse> {
+    if (req.TTL > maxLeaseTtl) throw etcdErrors.leaseTtlTooLarge();
+    const local = async () => {
+      // The ID and the clamped TTL go into the command, so every replica applies the same.
+      const ID = req.ID !== 0n ? req.ID : randomLeaseId();
+      // biome-ignore lint/complexity/useMathMinMax: bigints
+      const TTL = req.TTL < this.minLeaseTtl ? this.minLeaseTtl : req.TTL;
+      const r = await this.propose(encodeCommand.leaseGrant({ ID, TTL }));
+      this.lessor.granted(ID, Number(TTL));
+      return this.fill((r as Extract<ApplyResult, { type: "leaseGrant" }>).response);
+    };
+    return call ? this.orForward(call, "leaseGrant", local, "lease") : local();
+  }
+
+  async leaseRevoke(
+    req: LeaseRevokeRequest,
+    call?: ServerUnaryCall<LeaseRevokeRequest, LeaseRevokeResponse>,
+  ): Promise<LeaseRevokeResponse> {
+    const local = async () => {
+      const r = await this.propose(encodeCommand.leaseRevoke({ ID: req.ID }));
+      return this.fill((r as Extract<ApplyResult, { type: "leaseRevoke" }>).response);
+    };
+    return call ? this.orForward(call, "leaseRevoke", local, "lease") : local();
+  }
+
+  async leaseTimeToLive(
+    req: LeaseTimeToLiveRequest,
+    call?: ServerUnaryCall<LeaseTimeToLiveRequest, LeaseTimeToLiveResponse>,
+  ): Promise<LeaseTimeToLiveResponse> {
+    const local = async () => {
+      this.requireLeader();
+      const left = this.lessor.remaining(req.ID);
+      if (!left) return this.current({ header: undefined, ID: req.ID, TTL: -1n, grantedTTL: 0n, keys: [] });
+      return this.current({
+        header: undefined,
+        ID: req.ID,
+        TTL: BigInt(left.ttl),
+        grantedTTL: BigInt(left.granted),
+        keys: req.keys ? this.store.leaseKeys(req.ID) : [],
+      });
+    };
+    return call ? this.orForward(call, "leaseTimeToLive", local, "lease") : local();
+  }
+
+  leaseLeases(_req: LeaseLeasesRequest): LeaseLeasesResponse {
+    return this.current({ header: undefined, leases: this.store.leases().map((l) => ({ ID: l.id })) });
+  }
+
+  /** One keep-alive: renewed on the leader, or forwarded to it (once). */
+  async leaseKeepAliveOne(req: LeaseKeepAliveRequest, metadata?: Metadata): Promise<LeaseKeepAliveResponse> {
+    if (this.lessor.isLeader()) {
+      return this.current({ header: undefined, ID: req.ID, TTL: BigInt(this.lessor.renew(req.ID)) });
+    }
+    const leader = this.log.status().leaderId;
+    if (leader === undefined || leader === this.log.nodeId) throw etcdErrors.noLeader();
+    if (metadata && metadata.get(forwardedHeader).length > 0) throw etcdErrors.leaderChanged();
+    const address = this.options.leaderClientAddress?.(leader);
+    if (!address) throw etcdErrors.noLeader();
+    let forwarder = this.keepAliveForwarders.get(address);
+    if (!forwarder || forwarder.closed) {
+      forwarder = new KeepAliveForwarder(this.client("lease", address), this.log.nodeId);
+      this.keepAliveForwarders.set(address, forwarder);
+    }
+    return this.fill(await forwarder.send(req));
+  }
+
   status(_req: StatusRequest): StatusResponse {
     const s = this.log.status();
     const leader = this.memberIdOf(s, s.leaderId);
@@ -429,7 +723,99 @@ export class KvService {
     });
   }
 
-  /** The services to host: etcd's KV, Maintenance and Cluster. */
+  /**
+   * Registers a server stream so that shutdown and a lost leader can end it; `onEnd` runs
+   * once however it ends. Returns undefined (after failing the call) when the client asked
+   * for a leader (`hasleader`, as clientv3 does) and there is none.
+   */
+  private trackStream(
+    call: ServerDuplexStream<unknown, unknown>,
+    method: string,
+    onEnd: () => void,
+  ): { fail(err: EtcdError): void; done(): void } | undefined {
+    const hasLeader = call.metadata.get("hasleader")[0] === "true";
+    let ended = false;
+    const finish = (code: string) => {
+      if (ended) return false;
+      ended = true;
+      this.openStreams.delete(stream);
+      this.requests.inc({ method, code });
+      onEnd();
+      return true;
+    };
+    const stream: OpenStream = {
+      hasLeader,
+      fail: (err) => {
+        if (finish(status[err.code])) {
+          call.emit("error", { code: err.code, details: err.message, metadata: new Metadata() });
+        }
+      },
+    };
+    if (hasLeader && this.log.status().leaderId === undefined) {
+      stream.fail(etcdErrors.noLeader());
+      return undefined;
+    }
+    this.openStreams.add(stream);
+    return { fail: stream.fail, done: () => void finish("OK") };
+  }
+
+  private watchCall(call: ServerDuplexStream<WatchRequest | TooLarge, WatchResponse>): void {
+    const watch = this.watchHub.open({ write: (r) => call.write(r) });
+    const tracked = this.trackStream(call as ServerDuplexStream<unknown, unknown>, "Watch", () =>
+      watch.close(),
+    );
+    if (!tracked) return;
+    call.on("drain", () => watch.drain());
+    call.on("data", (req: WatchRequest | TooLarge) => {
+      if (req instanceof TooLarge)
+        return tracked.fail(etcdErrors.messageTooLarge(req.size, this.maxReceiveBytes));
+      try {
+        watch.handle(req);
+      } catch (err) {
+        tracked.fail(this.toEtcdError(err));
+      }
+    });
+    // A client that half-closes ends the stream (etcd's recvLoop returns on EOF).
+    call.on("end", () => {
+      tracked.done();
+      call.end();
+    });
+    call.on("error", () => tracked.done());
+    call.on("cancelled", () => tracked.done());
+  }
+
+  private keepAliveCall(
+    call: ServerDuplexStream<LeaseKeepAliveRequest | TooLarge, LeaseKeepAliveResponse>,
+  ): void {
+    let open = true;
+    const tracked = this.trackStream(call as ServerDuplexStream<unknown, unknown>, "LeaseKeepAlive", () => {
+      open = false;
+    });
+    if (!tracked) return;
+    let chain = Promise.resolve();
+    call.on("data", (req: LeaseKeepAliveRequest | TooLarge) => {
+      // Replies go out one per request, in request order.
+      chain = chain
+        .then(async () => {
+          if (!open) return;
+          if (req instanceof TooLarge) throw etcdErrors.messageTooLarge(req.size, this.maxReceiveBytes);
+          const res = await this.leaseKeepAliveOne(req, call.metadata);
+          if (open) call.write(res);
+        })
+        .catch((err: unknown) => tracked.fail(this.toEtcdError(err)));
+    });
+    call.on("end", () => {
+      void chain.then(() => {
+        if (!open) return;
+        tracked.done();
+        call.end();
+      });
+    });
+    call.on("error", () => tracked.done());
+    call.on("cancelled", () => tracked.done());
+  }
+
+  /** The services to host: etcd's KV, Watch, Lease, Maintenance and Cluster. */
   services(): { definition: ServiceDefinition; implementation: UntypedServiceImplementation }[] {
     const max = this.maxReceiveBytes;
     const kv: UntypedServiceImplementation = {
@@ -438,6 +824,19 @@ export class KvService {
       deleteRange: this.unary("DeleteRange", (req: DeleteRangeRequest, call) => this.deleteRange(req, call)),
       txn: this.unary("Txn", (req: TxnRequest, call) => this.txn(req, call)),
       compact: this.unary("Compact", (req: CompactionRequest, call) => this.compact(req, call)),
+    };
+    const lease: UntypedServiceImplementation = {
+      leaseGrant: this.unary("LeaseGrant", (req: LeaseGrantRequest, call) => this.leaseGrant(req, call)),
+      leaseRevoke: this.unary("LeaseRevoke", (req: LeaseRevokeRequest, call) => this.leaseRevoke(req, call)),
+      leaseTimeToLive: this.unary("LeaseTimeToLive", (req: LeaseTimeToLiveRequest, call) =>
+        this.leaseTimeToLive(req, call),
+      ),
+      leaseLeases: this.unary("LeaseLeases", (req: LeaseLeasesRequest) => this.leaseLeases(req)),
+      leaseKeepAlive: (call: ServerDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>) =>
+        this.keepAliveCall(call),
+    };
+    const watch: UntypedServiceImplementation = {
+      watch: (call: ServerDuplexStream<WatchRequest, WatchResponse>) => this.watchCall(call),
     };
     const maintenance: UntypedServiceImplementation = {
       status: this.unary("Status", (req: StatusRequest) => this.status(req)),
@@ -459,12 +858,26 @@ export class KvService {
     }
     return [
       { definition: limitRequests(KVService, max), implementation: kv },
+      { definition: limitRequests(WatchService, max), implementation: watch },
+      { definition: limitRequests(LeaseService, max), implementation: lease },
       { definition: limitRequests(MaintenanceService, max), implementation: maintenance },
       { definition: limitRequests(ClusterService, max), implementation: cluster },
     ];
   }
 
+  /** Ends every open Watch and KeepAlive stream (`server stopped`), so shutdown need not wait for them. */
+  endStreams(): void {
+    for (const stream of [...this.openStreams]) stream.fail(etcdErrors.stopped());
+  }
+
   close(): void {
+    this.endStreams();
+    this.watchHub.close();
+    this.lessor.close();
+    this.noLeaderTimer?.cancel();
+    this.unsubscribeLog?.();
+    for (const forwarder of this.keepAliveForwarders.values()) forwarder.close();
+    this.keepAliveForwarders.clear();
     for (const client of this.clients.values()) client.close();
     this.clients.clear();
   }
@@ -493,7 +906,10 @@ export async function startKvService(options: KvServiceOptions): Promise<KvServe
     address: server.address,
     port: server.port,
     metrics: service.metrics,
+    watchStreams: () => service.watchHub.streamCount(),
+    watchers: () => service.watchHub.watcherCount(),
     async close(graceMs = 1_000) {
+      service.endStreams();
       await server.shutdown(graceMs);
       service.close();
     },

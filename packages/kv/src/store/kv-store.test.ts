@@ -195,7 +195,10 @@ describe("compaction", () => {
     expect(errorOf(applyOne(encodeCommand.compaction({ revision: 7n, physical: false })))).toBe(
       "etcdserver: mvcc: required revision is a future revision",
     );
-    expect(() => store.changesBetween(5, 6)).toThrow("compacted");
+    expect(() => store.changesBetween(4, 6)).toThrow("compacted");
+    // From the compacted revision itself is allowed (etcd: only minRev < compactRev fails);
+    // the tombstone at 5 is gone with the compaction, as in etcd.
+    expect(store.changesBetween(5, 6).map((c) => c.revision)).toEqual([6]);
     expect(store.changesBetween(6, 6).map((c) => c.revision)).toEqual([6]);
   });
 });

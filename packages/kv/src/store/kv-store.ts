@@ -13,6 +13,10 @@ import {
   type CompactionResponse,
   type DeleteRangeRequest,
   type DeleteRangeResponse,
+  type LeaseGrantRequest,
+  type LeaseGrantResponse,
+  type LeaseRevokeRequest,
+  type LeaseRevokeResponse,
   type PutRequest,
   type PutResponse,
   type RangeRequest,
@@ -37,6 +41,8 @@ export type ApplyResult =
   | { readonly type: "deleteRange"; readonly response: DeleteRangeResponse }
   | { readonly type: "txn"; readonly response: TxnResponse }
   | { readonly type: "compaction"; readonly response: CompactionResponse }
+  | { readonly type: "leaseGrant"; readonly response: LeaseGrantResponse }
+  | { readonly type: "leaseRevoke"; readonly response: LeaseRevokeResponse }
   | { readonly type: "error"; readonly error: EtcdError };
 
 /**
@@ -47,6 +53,21 @@ export type ApplyResult =
 export interface RevisionChanges {
   readonly revision: number;
   readonly events: readonly Event[];
+}
+
+/** A lease as the log granted it; when it expires is the leader's business (see Lessor). */
+export interface LeaseRecord {
+  readonly id: bigint;
+  /** Granted TTL in seconds. */
+  readonly ttl: number;
+}
+
+/** Options of a history read (`changesBetween`). */
+export interface ChangesOptions {
+  /** Only changes of keys in this range. */
+  readonly range?: KeyRange;
+  /** Fill `prevKv` (one extra lookup per event); default true. */
+  readonly prevKv?: boolean;
 }
 
 export interface KvStoreOptions {
@@ -252,6 +273,12 @@ export class KvStore implements StateMachine<ApplyResult> {
       }
       if (command.txn) return { type: "txn", response: this.txnWrite(command.txn, events) };
       if (command.compaction) return { type: "compaction", response: this.compact(command.compaction) };
+      if (command.leaseGrant) return { type: "leaseGrant", response: this.leaseGrant(command.leaseGrant) };
+      if (command.leaseRevoke) {
+        const w = this.beginWrite(events);
+        this.leaseRevoke(w, command.leaseRevoke);
+        return { type: "leaseRevoke", response: { header: header(this.endWrite(w)) } };
+      }
       return { type: "error", error: etcdErrors.unimplemented("this command") };
     } catch (err) {
       if (err instanceof EtcdError) return { type: "error", error: err };
@@ -518,6 +545,50 @@ export class KvStore implements StateMachine<ApplyResult> {
     return response;
   }
 
+  private leaseGrant(req: LeaseGrantRequest): LeaseGrantResponse {
+    // The server picks the ID and clamps the TTL before proposing, so every replica applies
+    // the same values; these checks only guard against a malformed command.
+    if (req.ID <= 0n) throw etcdErrors.leaseNotFound();
+    if (this.leaseExists(req.ID)) throw etcdErrors.leaseExists();
+    this.stmt("INSERT INTO lease (id, ttl, remaining_ttl) VALUES (?, ?, ?)").run(req.ID, req.TTL, req.TTL);
+    return { header: header(this.rev), ID: req.ID, TTL: req.TTL, error: "" };
+  }
+
+  /** Deletes the lease and every key attached to it, all at one revision (etcd's lessor.Revoke). */
+  private leaseRevoke(w: WriteTxn, req: LeaseRevokeRequest): void {
+    if (!this.leaseExists(req.ID)) throw etcdErrors.leaseNotFound();
+    for (const key of this.leaseKeys(req.ID)) {
+      this.deleteRange(w, { key, rangeEnd: Buffer.alloc(0), prevKv: false });
+    }
+    this.stmt("DELETE FROM lease WHERE id = ?").run(req.ID);
+  }
+
+  /** Every granted lease, by ID. */
+  leases(): LeaseRecord[] {
+    this.assertOpen();
+    const rows = this.stmt("SELECT id, ttl FROM lease ORDER BY id", true).all() as {
+      id: bigint;
+      ttl: bigint;
+    }[];
+    return rows.map((r) => ({ id: r.id, ttl: Number(r.ttl) }));
+  }
+
+  lease(id: bigint): LeaseRecord | undefined {
+    this.assertOpen();
+    const row = this.stmt("SELECT id, ttl FROM lease WHERE id = ?", true).get(id) as
+      | { id: bigint; ttl: bigint }
+      | undefined;
+    return row ? { id: row.id, ttl: Number(row.ttl) } : undefined;
+  }
+
+  /** The live keys attached to a lease, in key order. */
+  leaseKeys(id: bigint): Buffer[] {
+    this.assertOpen();
+    return (this.stmt("SELECT key FROM kv WHERE lease = ? ORDER BY key").all(id) as { key: Buffer }[]).map(
+      (r) => r.key,
+    );
+  }
+
   private compact(req: CompactionRequest): CompactionResponse {
     const rev = Number(req.revision);
     if (rev <= this.compactRev) throw etcdErrors.compacted();
@@ -531,7 +602,7 @@ export class KvStore implements StateMachine<ApplyResult> {
     return { header: header(this.rev) };
   }
 
-  // ---- watch support (next issue) --------------------------------------------------------
+  // ---- watch support ---------------------------------------------------------------------
 
   /** Called after each applied batch commits, with the changes it made, in revision order. */
   onChanges(listener: (changes: readonly RevisionChanges[]) => void): () => void {
@@ -541,15 +612,18 @@ export class KvStore implements StateMachine<ApplyResult> {
 
   /**
    * Historical changes with revision in [fromRev, toRev] (for watch replay), from the MVCC
-   * history; fails with the compacted error when fromRev is at or below the compaction.
+   * history; fails with the compacted error when fromRev is below the compaction (as etcd's
+   * watchable store: a watch from exactly the compacted revision is served).
    */
-  changesBetween(fromRev: number, toRev: number): RevisionChanges[] {
+  changesBetween(fromRev: number, toRev: number, options: ChangesOptions = {}): RevisionChanges[] {
     this.assertOpen();
-    if (fromRev <= this.compactRev) throw etcdErrors.compacted();
+    if (fromRev < this.compactRev) throw etcdErrors.compacted();
+    const w = options.range ? this.where(options.range, "key") : { sql: "1", params: [] };
     const rows = this.stmt(
-      "SELECT key, create_revision, mod_revision, version, value, lease, tombstone FROM history WHERE mod_revision >= ? AND mod_revision <= ? ORDER BY mod_revision, sub",
+      `SELECT key, create_revision, mod_revision, version, value, lease, tombstone FROM history WHERE mod_revision >= ? AND mod_revision <= ? AND ${w.sql} ORDER BY mod_revision, sub`,
       true,
-    ).all(fromRev, toRev) as (Row & { tombstone: bigint })[];
+    ).all(fromRev, toRev, ...w.params) as (Row & { tombstone: bigint })[];
+    const withPrev = options.prevKv ?? true;
     const out: { revision: number; events: Event[] }[] = [];
     for (const row of rows) {
       const revision = Number(row.mod_revision);
@@ -558,7 +632,9 @@ export class KvStore implements StateMachine<ApplyResult> {
         last = { revision, events: [] };
         out.push(last);
       }
-      const prev = this.rows({ kind: "one", key: row.key }, false, revision - 1, noLimit, false)[0];
+      const prev = withPrev
+        ? this.rows({ kind: "one", key: row.key }, false, revision - 1, noLimit, false)[0]
+        : undefined;
       const tombstone = row.tombstone === 1n;
       last.events.push({
         type: tombstone ? Event_EventType.DELETE : Event_EventType.PUT,

@@ -1,3 +1,4 @@
 /** Test helpers. Import from `@quorum/kv/testing`. */
-export type { SingleNodeKv } from "./single-node.js";
+export { ManualClock } from "./manual-clock.js";
+export type { SingleNodeKv, SingleNodeKvOptions } from "./single-node.js";
 export { startSingleNodeKv } from "./single-node.js";

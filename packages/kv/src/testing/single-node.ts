@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SingleNodeLog } from "@quorum/consensus/testing";
-import { type KvServer, startKvService } from "../server/kv-server.js";
+import { type KvServer, type KvServiceOptions, startKvService } from "../server/kv-server.js";
 import { type ApplyResult, KvStore } from "../store/kv-store.js";
 
 export interface SingleNodeKv {
@@ -16,8 +16,13 @@ export interface SingleNodeKv {
   stop(): Promise<void>;
 }
 
+/** Service options a test may set (clock, lease and watch tuning, limits). */
+export type SingleNodeKvOptions = Partial<
+  Omit<KvServiceOptions, "log" | "store" | "listen" | "leaderClientAddress">
+>;
+
 /** A one-node store on SingleNodeLog behind a real gRPC server on 127.0.0.1 (a free port). */
-export async function startSingleNodeKv(options: { maxRequestBytes?: number } = {}): Promise<SingleNodeKv> {
+export async function startSingleNodeKv(options: SingleNodeKvOptions = {}): Promise<SingleNodeKv> {
   const dataDir = mkdtempSync(join(tmpdir(), "quorum-kv-"));
   const store = KvStore.open({ path: join(dataDir, "kv.db") });
   const log = new SingleNodeLog<ApplyResult>("n1", store);
@@ -27,7 +32,7 @@ export async function startSingleNodeKv(options: { maxRequestBytes?: number } = 
     store,
     listen: "127.0.0.1:0",
     leaderClientAddress: () => endpoint,
-    ...(options.maxRequestBytes !== undefined ? { maxRequestBytes: options.maxRequestBytes } : {}),
+    ...options,
   });
   const endpoint = server.address;
   return {

@@ -169,4 +169,52 @@ describe("RaftNode", () => {
       code: "SHUTTING_DOWN",
     });
   });
+
+  it("maps refused membership changes to INVALID_ARGUMENT and MEMBERSHIP_CHANGE_IN_PROGRESS", async () => {
+    cluster = new NodeCluster(["n1", "n2", "n3"]);
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    const node = cluster.node(leader);
+    await expect(node.changeMembership({ type: "remove", id: "nope" })).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+    });
+    const first = node.changeMembership({ type: "addLearner", member: { id: "n9", address: "memory:n9" } });
+    await expect(
+      node.changeMembership({ type: "addLearner", member: { id: "n8", address: "memory:n8" } }),
+    ).rejects.toMatchObject({ code: "MEMBERSHIP_CHANGE_IN_PROGRESS" });
+    const members = await first;
+    expect(members.find((m) => m.id === "n9")).toMatchObject({ learner: true, address: "memory:n9" });
+  });
+
+  it("an aborted proposal rejects at once with TIMEOUT (its outcome is unknown)", async () => {
+    cluster = new NodeCluster(["n1", "n2", "n3"]);
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    for (const id of ["n1", "n2", "n3"]) if (id !== leader) await cluster.stop(id);
+    const controller = new AbortController();
+    const pending = cluster
+      .node(leader)
+      .propose(Buffer.from("x"), { signal: controller.signal, timeoutMs: 60_000 });
+    controller.abort();
+    await expect(pending).rejects.toMatchObject({ code: "TIMEOUT" });
+  });
+
+  it("stops the node when the state machine throws, rejecting what is pending with SHUTTING_DOWN", async () => {
+    cluster = new NodeCluster(["n1"]);
+    await cluster.start();
+    await cluster.waitForLeader();
+    const machine = cluster.slot("n1").machine;
+    const apply = machine.apply.bind(machine);
+    machine.apply = (entries) => {
+      if (entries.some((e) => Buffer.from(e.command).toString() === "boom")) throw new Error("disk full");
+      return apply(entries);
+    };
+    await expect(cluster.node("n1").propose(Buffer.from("boom"))).rejects.toMatchObject({
+      code: "SHUTTING_DOWN",
+    });
+    expect(cluster.node("n1").status().role).toBe("stopped");
+    await expect(cluster.node("n1").propose(Buffer.from("after"))).rejects.toMatchObject({
+      code: "SHUTTING_DOWN",
+    });
+  });
 });

@@ -48,10 +48,16 @@ export type CoreOptions = Omit<
 export interface RaftNodeOptions<Result = unknown> {
   readonly id: string;
   /**
-   * The initial members (voters, this node included) used to bootstrap an empty log. A node
-   * that joins an existing cluster passes none and waits for the leader to add it.
+   * The initial members (voters, this node included) used to bootstrap an empty log; ignored
+   * once the log holds a configuration. With `join`, the members of the running cluster.
    */
   readonly peers: readonly PeerInfo[];
+  /**
+   * This node joins a running cluster: `peers` (its current members) are only made reachable
+   * on the transport, not used as a configuration; the leader adds this node with
+   * `changeMembership` and the log or a snapshot brings it the configuration.
+   */
+  readonly join?: boolean;
   readonly transport: Transport;
   readonly clock: Clock;
   readonly storage: LogStore;
@@ -89,6 +95,8 @@ interface PendingProposal {
 
 interface PendingRead {
   index: number | undefined;
+  /** The leader the request went to (this node when it led). */
+  readonly leader: string;
   readonly resolve: (value: { index: number }) => void;
   readonly reject: (err: Error) => void;
   readonly cancel: () => void;
@@ -188,7 +196,9 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
     const { storage, stateMachine } = this.options;
     const fresh =
       storage.lastIndex() === 0 && storage.snapshot().members.length === 0 && storage.hardState().term === 0;
-    if (fresh && this.options.peers.length > 0) {
+    if (this.options.join) {
+      for (const p of this.options.peers) if (p.id !== this.nodeId) this.options.transport.addPeer(p);
+    } else if (fresh && this.options.peers.length > 0) {
       const members = this.options.peers.map((p) => ({ id: p.id, address: p.address, learner: false }));
       storage.save({ snapshot: { index: 0, term: 0, members } });
     }
@@ -274,6 +284,7 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
     );
     this.reads.set(context, {
       index: undefined,
+      leader: raft.leader,
       resolve: settle.resolve,
       reject: settle.reject,
       cancel: settle.cancel,
@@ -349,9 +360,17 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
       leaderId: raft.leader === NONE ? undefined : raft.leader,
       term: raft.term,
       commitIndex: raft.log.committed,
-      appliedIndex: this.options.stateMachine.appliedIndex(),
+      appliedIndex: this.appliedIndex(),
       members,
     };
+  }
+
+  /**
+   * The last entry applied, the protocol's own no-op and config entries included (the state
+   * machine's own index skips those).
+   */
+  private appliedIndex(): number {
+    return Math.max(this.options.stateMachine.appliedIndex(), this.raft?.log.applied ?? 0);
   }
 
   subscribe(listener: (event: LogEvent) => void): () => void {
@@ -424,7 +443,7 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
 
   private async handleReady(rd: Ready): Promise<void> {
     const raft = this.raft!;
-    const { storage, stateMachine } = this.options;
+    const { storage } = this.options;
     if (rd.snapshot) await this.installSnapshot(rd.snapshot);
     // An entry replacing one this node proposed: that proposal will never commit.
     for (const e of rd.entries) this.dropPending(e.index, e.term);
@@ -437,7 +456,7 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
       if (r) r.index = rs.index;
     }
     raft.advance(rd);
-    this.settleReads(stateMachine.appliedIndex());
+    this.settleReads(this.appliedIndex());
     if (rd.softState || rd.hardState) this.onStateChange();
     this.syncMembers();
     this.updateMetrics();
@@ -514,6 +533,14 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
         leaderId: raft.leader === NONE ? undefined : raft.leader,
         term: raft.term,
       });
+      // A read not yet given an index went to a leader that is gone: nothing was done, so
+      // the caller may retry at once.
+      for (const [ctx, r] of this.reads) {
+        if (r.index === undefined && r.leader !== raft.leader) {
+          this.reads.delete(ctx);
+          r.reject(this.notLeader(raft));
+        }
+      }
       for (const w of [...this.transferWaiters]) {
         if (w.id === raft.leader) {
           this.transferWaiters.delete(w);
@@ -610,19 +637,33 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
       const { meta, snapshot } = await this.snapshotToSend();
       const chunkBytes = this.options.snapshotChunkBytes ?? 256 * 1024;
       let offset = 0;
-      for await (const piece of snapshot.chunks()) {
-        for (let at = 0; at < piece.byteLength; at += chunkBytes) {
-          const data = piece.subarray(at, Math.min(at + chunkBytes, piece.byteLength));
+      // The state machine's pieces may be of any size: re-cut them into chunks of chunkBytes.
+      let buffered: Uint8Array[] = [];
+      let bufferedBytes = 0;
+      const sendBuffered = async (all: boolean) => {
+        if (bufferedBytes === 0) return;
+        const data = Buffer.concat(buffered);
+        let at = 0;
+        for (; data.byteLength - at >= chunkBytes || (all && at < data.byteLength); at += chunkBytes) {
+          const part = data.subarray(at, Math.min(at + chunkBytes, data.byteLength));
           await this.sendChunk(to, transfer, {
             offset,
-            data,
+            data: part,
             totalSize: snapshot.size,
             last: false,
             message: undefined,
           });
-          offset += data.byteLength;
+          offset += part.byteLength;
         }
+        buffered = at < data.byteLength ? [data.subarray(at)] : [];
+        bufferedBytes = data.byteLength - Math.min(at, data.byteLength);
+      };
+      for await (const piece of snapshot.chunks()) {
+        buffered.push(piece);
+        bufferedBytes += piece.byteLength;
+        if (bufferedBytes >= chunkBytes) await sendBuffered(false);
       }
+      await sendBuffered(true);
       const message: Message = { ...m, snapshot: meta };
       await this.sendChunk(to, transfer, {
         offset,
@@ -887,7 +928,7 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
     const node = { node: this.nodeId };
     this.metrics.term.set(node, raft.term);
     this.metrics.commitIndex.set(node, raft.log.committed);
-    this.metrics.appliedIndex.set(node, this.options.stateMachine.appliedIndex());
+    this.metrics.appliedIndex.set(node, this.appliedIndex());
     this.metrics.setRole(
       raft.role === "follower" && this.logRole(raft) === "learner" ? "learner" : raft.role,
     );

@@ -50,7 +50,7 @@ export class NodeCluster {
       tickMs: 10,
       electionTicks: 10,
       metrics: registry,
-      defaultTimeoutMs: 3_000,
+      defaultTimeoutMs: 5_000,
       ...this.extra,
     });
     this.slots.set(id, { node, transport, storage, machine, registry });
@@ -85,7 +85,7 @@ export class NodeCluster {
     return leaders[0]?.[0];
   }
 
-  async waitUntil(what: string, predicate: () => boolean, timeoutMs = 5_000): Promise<void> {
+  async waitUntil(what: string, predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!predicate()) {
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

@@ -27,6 +27,8 @@ export interface SqliteLogStoreOptions {
   readonly path: string;
   /** The configuration a brand-new log starts with (ignored when the file already holds a log). */
   readonly initialMembers?: readonly RaftMember[];
+  /** Recent entries kept in memory to serve the leader's sends without reading SQLite. Default 4096. */
+  readonly cacheEntries?: number;
 }
 
 /**
@@ -39,6 +41,9 @@ export class SqliteLogStore implements LogStore {
   private hs: HardState = EMPTY_HARD_STATE;
   private snap: SnapshotMeta = EMPTY_SNAPSHOT;
   private last = 0;
+  /** The most recently written entries, contiguous and ending at `last` (or empty). */
+  private tail: Entry[] = [];
+  private readonly cacheEntries: number;
   private readonly stmt: {
     term: Database.Statement<[number], { term: number }>;
     range: Database.Statement<[number, number], EntryRow>;
@@ -53,6 +58,7 @@ export class SqliteLogStore implements LogStore {
   private readonly compactTx: (index: number) => void;
 
   constructor(options: SqliteLogStoreOptions) {
+    this.cacheEntries = options.cacheEntries ?? 4096;
     this.db = openDatabase(options.path);
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS raft_entries (
@@ -108,6 +114,16 @@ export class SqliteLogStore implements LogStore {
     if (hi > this.last + 1) throw new StorageError(`entry ${hi - 1} is beyond the end`);
     const out: Entry[] = [];
     let bytes = 0;
+    const tailStart = this.tailStart();
+    if (this.tail.length > 0 && lo >= tailStart) {
+      for (let i = lo; i < hi; i++) {
+        const e = this.tail[i - tailStart]!;
+        bytes += entrySize(e);
+        if (out.length > 0 && bytes > maxBytes) break;
+        out.push(e);
+      }
+      return out;
+    }
     for (const row of this.stmt.range.iterate(lo, hi)) {
       const e = toEntry(row);
       bytes += entrySize(e);
@@ -120,6 +136,8 @@ export class SqliteLogStore implements LogStore {
   term(index: number): number | undefined {
     if (index === this.snap.index) return this.snap.term;
     if (index < this.snap.index || index > this.last) return undefined;
+    const tailStart = this.tailStart();
+    if (this.tail.length > 0 && index >= tailStart) return this.tail[index - tailStart]!.term;
     return this.stmt.term.get(index)?.term;
   }
 
@@ -133,6 +151,10 @@ export class SqliteLogStore implements LogStore {
 
   snapshot(): SnapshotMeta {
     return this.snap;
+  }
+
+  private tailStart(): number {
+    return this.last - this.tail.length + 1;
   }
 
   configEntries(): Entry[] {
@@ -150,13 +172,14 @@ export class SqliteLogStore implements LogStore {
       if (first <= base.index) throw new StorageError(`entry ${first} is compacted`);
       if (first > last + 1) throw new StorageError(`entry ${first} would leave a gap after ${last}`);
     }
-    const before = { hs: this.hs, snap: this.snap, last: this.last };
+    const before = { hs: this.hs, snap: this.snap, last: this.last, tail: this.tail };
     try {
       this.saveTx(update);
     } catch (err) {
       this.hs = before.hs;
       this.snap = before.snap;
       this.last = before.last;
+      this.tail = before.tail;
       throw err;
     }
   }
@@ -166,12 +189,18 @@ export class SqliteLogStore implements LogStore {
       this.stmt.deleteAll.run();
       this.snap = update.snapshot;
       this.last = update.snapshot.index;
+      this.tail = [];
       this.stmt.putMeta.run("snapshot", JSON.stringify(this.snap));
     }
     const entries = update.entries ?? [];
     if (entries.length > 0) {
-      this.stmt.deleteFrom.run(entries[0]!.index);
+      const first = entries[0]!.index;
+      this.stmt.deleteFrom.run(first);
       for (const e of entries) this.stmt.insert.run(e.index, e.term, TYPE_CODES[e.type], e.data);
+      // The cache stays contiguous: keep what precedes `first`, then the new entries.
+      const keep = first >= this.tailStart() ? first - this.tailStart() : 0;
+      const tail = this.tail.slice(0, keep).concat(entries);
+      this.tail = tail.length > this.cacheEntries ? tail.slice(tail.length - this.cacheEntries) : tail;
       this.last = entries.at(-1)!.index;
     }
     if (update.hardState) {
@@ -196,6 +225,8 @@ export class SqliteLogStore implements LogStore {
     const members = membersAfter(this.snap.members, this.stmt.configs.all(index).map(toEntry));
     const term = this.term(index)!;
     this.stmt.deleteThrough.run(index);
+    const tailStart = this.tailStart();
+    if (index >= tailStart) this.tail = this.tail.slice(index - tailStart + 1);
     this.snap = { index, term, members };
     this.stmt.putMeta.run("snapshot", JSON.stringify(this.snap));
   }

@@ -1,0 +1,182 @@
+import type { LogEntry, ReplicatedLog, Snapshot, StateMachine } from "@quorum/consensus";
+import { type ApplyResult, KvService, KvStore } from "@quorum/kv";
+// Raft's public index by path: @quorum/raft is not (yet) a devDependency of @quorum/kv, and
+// this test-only import must not become a runtime dependency (kv runs on any ReplicatedLog).
+import { type LogStore, RaftNode, type RaftNodeOptions, SqliteLogStore } from "@quorum/raft";
+import { type NodeContext, SimCluster, type Simulation } from "@quorum/sim";
+
+/**
+ * What survives a crash of one simulated node: its Raft log (SqliteLogStore) and its kv
+ * store (KvStore), both in SQLite. Each commits a whole Ready / a whole apply batch in one
+ * transaction, so in production a SIGKILL keeps exactly what was committed. Here both live in
+ * ":memory:" databases that outlive the crashed incarnation, which models that: a crash
+ * loses what was never committed and nothing else. (Opening files afresh on restart is what
+ * test/kill.test.ts does with real processes.)
+ */
+export interface DurableNode {
+  readonly log: SqliteLogStore;
+  readonly store: KvStore;
+}
+
+/** One running incarnation: the Raft node and the etcd service in front of it. */
+export interface SimKvNode {
+  readonly raft: RaftNode<ApplyResult>;
+  readonly service: KvService;
+  readonly incarnation: number;
+}
+
+export interface SimKv {
+  readonly cluster: SimCluster<SimKvNode>;
+  readonly durable: Map<string, DurableNode>;
+  /** The live node that leads in the highest term, if any. */
+  leader(): string | undefined;
+  /** Closes every live node and every durable database. */
+  close(): Promise<void>;
+}
+
+export interface SimKvOptions {
+  /** Extra RaftNode options per node (snapshot thresholds, core limits, ...). */
+  readonly raft?: (ctx: NodeContext) => Partial<RaftNodeOptions<ApplyResult>>;
+  /** Deadline the service gives proposals and read barriers (virtual ms). */
+  readonly requestTimeoutMs?: number;
+}
+
+/** A LogStore that a crashed incarnation can no longer write. */
+function fencedLog(store: LogStore, dead: () => boolean): LogStore {
+  const check = () => {
+    if (dead()) throw new Error("raft log write from a crashed incarnation");
+  };
+  return {
+    hardState: () => store.hardState(),
+    entries: (lo, hi, maxBytes) => store.entries(lo, hi, maxBytes),
+    term: (i) => store.term(i),
+    firstIndex: () => store.firstIndex(),
+    lastIndex: () => store.lastIndex(),
+    snapshot: () => store.snapshot(),
+    configEntries: () => store.configEntries(),
+    save: (u) => {
+      check();
+      store.save(u);
+    },
+    compact: (i) => {
+      check();
+      store.compact(i);
+    },
+    // The database outlives the incarnation; SimKv.close() closes it.
+    close: () => {},
+  };
+}
+
+/** The store as the state machine of one incarnation: writes from a crashed one are refused. */
+function fencedMachine(store: KvStore, dead: () => boolean): StateMachine<ApplyResult> {
+  const check = () => {
+    if (dead()) throw new Error("state machine write from a crashed incarnation");
+  };
+  return {
+    appliedIndex: () => store.appliedIndex(),
+    apply: (entries: readonly LogEntry[]) => {
+      check();
+      return store.apply(entries);
+    },
+    snapshot: () => store.snapshot(),
+    restore: async (snapshot: Snapshot) => {
+      check();
+      await store.restore(snapshot);
+    },
+  };
+}
+
+/**
+ * The log as the service of one incarnation sees it. The service's batcher and read barrier
+ * defer to a `setImmediate`, which under the simulator runs after the scheduler's own turn,
+ * i.e. after the *next* event: a request accepted just before a crash would otherwise reach
+ * the dead node's log. A crashed process answers nothing, so neither does this.
+ */
+function fencedService(log: RaftNode<ApplyResult>, dead: () => boolean): ReplicatedLog<ApplyResult> {
+  const never = <T>() => new Promise<T>(() => {});
+  return {
+    nodeId: log.nodeId,
+    start: () => log.start(),
+    propose: (command, options) => (dead() ? never() : log.propose(command, options)),
+    proposeBatch: (commands, options) => (dead() ? never() : log.proposeBatch(commands, options)),
+    read: (options) => (dead() ? never() : log.read(options)),
+    status: () => log.status(),
+    changeMembership: (change, options) => log.changeMembership(change, options),
+    transferLeadership: (id, options) => log.transferLeadership(id, options),
+    subscribe: (listener) => log.subscribe(listener),
+    close: () => log.close(),
+  };
+}
+
+/**
+ * The whole store on the simulator: per node a RaftNode over the simulated transport and
+ * clock, a SqliteLogStore, a KvStore as its state machine and a KvService (the handlers the
+ * gRPC server calls, without gRPC). An error logged by a node fails the run.
+ */
+export function simKv(sim: Simulation, ids: readonly string[], options: SimKvOptions = {}): SimKv {
+  const durable = new Map<string, DurableNode>();
+  const members = ids.map((id) => ({ id, address: id, learner: false }));
+  for (const id of ids) {
+    durable.set(id, {
+      log: new SqliteLogStore({ path: ":memory:", initialMembers: members }),
+      store: KvStore.open({ path: ":memory:" }),
+    });
+  }
+  const logger = (id: string) => ({
+    debug: () => {},
+    info: () => {},
+    warn: () => {},
+    error: (obj: unknown, msg?: string) => sim.fail(new Error(`${id}: ${msg} ${JSON.stringify(obj)}`)),
+  });
+  const cluster = new SimCluster<SimKvNode>(sim, ids, async (ctx) => {
+    const d = durable.get(ctx.id)!;
+    const clock = ctx.clock as NodeContext["clock"] & { isDead(): boolean };
+    const dead = () => clock.isDead();
+    const raft = new RaftNode<ApplyResult>({
+      id: ctx.id,
+      peers: [],
+      transport: ctx.transport,
+      clock: ctx.clock,
+      storage: fencedLog(d.log, dead),
+      stateMachine: fencedMachine(d.store, dead),
+      random: ctx.prng.random(),
+      tickMs: 10,
+      electionTicks: 10,
+      defaultTimeoutMs: 500,
+      logger: logger(ctx.id),
+      ...options.raft?.(ctx),
+    });
+    await raft.start();
+    const service = new KvService({
+      log: fencedService(raft, dead),
+      store: d.store,
+      requestTimeoutMs: options.requestTimeoutMs ?? 500,
+      logger: logger(ctx.id),
+      // Lease expiry and watch progress run on virtual time, and die with the node.
+      clock: ctx.clock,
+    });
+    return { raft, service, incarnation: ctx.incarnation };
+  });
+  return {
+    cluster,
+    durable,
+    leader() {
+      let best: [string, number] | undefined;
+      for (const [id, n] of cluster.runtimes()) {
+        const s = n.raft.status();
+        if (s.role === "leader" && (!best || s.term > best[1])) best = [id, s.term];
+      }
+      return best?.[0];
+    },
+    async close() {
+      for (const n of cluster.runtimes().values()) {
+        n.service.close();
+        await n.raft.close();
+      }
+      for (const d of durable.values()) {
+        d.store.close();
+        d.log.close();
+      }
+    },
+  };
+}
