@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { runCluster } from "./commands/cluster.js";
+import { runJob, runJobCoordinator, runJobWorker } from "./commands/mapreduce.js";
 import { runNode } from "./commands/node.js";
 import { runTransportDemo } from "./commands/transport-demo.js";
 import { ConfigError } from "./node/config.js";
@@ -76,6 +77,40 @@ function buildProgram(): Command {
     .option("--log-level <level>", "fatal, error, warn, info, debug or trace", "warn")
     .option("--consensus <protocol>", "raft or paxos", "raft")
     .action(runCluster);
+
+  const mapreduce = program.command("mapreduce").description("run MapReduce jobs");
+  const jobFlags = (command: Command) =>
+    command
+      .requiredOption("--job <job>", "wordcount, indexer, grep, or the path of a job module")
+      .requiredOption("--input <glob...>", "input files (globs allowed)")
+      .option("--reduces <r>", "number of reduce tasks (output files)", positiveInt("--reduces"), 4)
+      .option("--out <dir>", "where mr-out-* files go", "./mr-out")
+      .option("--pattern <regex>", "the pattern, for --job grep")
+      .option(
+        "--split-mb <mb>",
+        "split inputs larger than this at line boundaries",
+        positiveInt("--split-mb"),
+      )
+      .option(
+        "--task-timeout <s>",
+        "give a task to another worker after this long",
+        positiveInt("--task-timeout"),
+        10,
+      );
+  jobFlags(mapreduce.command("run").description("run a job with a local coordinator and worker processes"))
+    .option("--workers <w>", "worker processes", positiveInt("--workers"), 2)
+    .action(runJob);
+  jobFlags(mapreduce.command("coordinator").description("run a job's coordinator; workers dial in"))
+    .option("--listen <host:port>", "address for workers", "127.0.0.1:7070")
+    .option("--state <file>", "durable task table (a restarted coordinator resumes from it)")
+    .action(runJobCoordinator);
+  mapreduce
+    .command("worker")
+    .description("run tasks for a coordinator until its job is done")
+    .requiredOption("--coordinator <host:port>", "the coordinator's address")
+    .option("--listen <host:port>", "address of this worker's shuffle service", "127.0.0.1:0")
+    .option("--advertise <host:port>", "address other workers dial to fetch map output")
+    .action(runJobWorker);
 
   return program;
 }
