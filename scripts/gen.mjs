@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// Regenerates TypeScript from every package's .proto files with buf + ts-proto.
+// Regenerates TypeScript from .proto files with buf + ts-proto: `pnpm gen` runs it in every
+// package through turbo (cached on proto/ and buf.gen.yaml).
 // `--check` generates into a temporary folder and fails if the committed files differ.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -19,9 +20,16 @@ function listFiles(dir) {
   });
 }
 
-const packageDirs = ["packages", "apps"]
-  .flatMap((group) => readdirSync(join(root, group)).map((name) => join(root, group, name)))
-  .filter((dir) => existsSync(join(dir, "buf.gen.yaml")));
+// Folders named on the command line (a package's own `gen` script passes "."), else every
+// package and app that has a buf.gen.yaml.
+const named = process.argv.slice(2).filter((arg) => !arg.startsWith("--"));
+const packageDirs = (
+  named.length > 0
+    ? named.map((dir) => resolve(dir))
+    : ["packages", "apps"].flatMap((group) =>
+        readdirSync(join(root, group)).map((name) => join(root, group, name)),
+      )
+).filter((dir) => existsSync(join(dir, "buf.gen.yaml")));
 
 const stale = [];
 for (const dir of packageDirs) {

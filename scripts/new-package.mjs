@@ -120,15 +120,15 @@ try {
     const manifestPath = join(dir, "package.json");
     const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
     manifest.dependencies = { "@bufbuild/protobuf": transport.dependencies["@bufbuild/protobuf"] };
+    manifest.scripts.gen = "node ../../scripts/gen.mjs .";
     writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
     const index = join(dir, "src", "index.ts");
     writeFileSync(
       index,
       `${readFileSync(index, "utf8")}\nexport { decodeGreeting, encodeGreeting, type Greeting } from "./wire.js";\n`,
     );
-    // What `pnpm gen` does for each package with a buf.gen.yaml, for this one only (so the
-    // other packages' generated code is not touched).
-    run(buf, ["generate"], dir);
+    // This package's own `gen` script, which `pnpm gen` runs in every package through turbo.
+    run(process.execPath, [join(root, "scripts", "gen.mjs"), "."], dir);
   }
 } catch (error) {
   rmSync(dir, { recursive: true, force: true });
