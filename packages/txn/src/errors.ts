@@ -6,7 +6,12 @@ export type TxnErrorCode =
   /** A participant's check failed (e.g. a balance would go below its floor). */
   | "FAILED_PRECONDITION"
   /** The node is closed or its storage failed. */
-  | "UNAVAILABLE";
+  | "UNAVAILABLE"
+  /**
+   * The coordinator stopped after it began writing its decision: the transaction may have
+   * committed. Do not blindly retry a non-idempotent transaction; read to find out.
+   */
+  | "OUTCOME_UNKNOWN";
 
 /** An error a person can read; `retryable` says whether running the transaction again may work. */
 export class TxnError extends Error {

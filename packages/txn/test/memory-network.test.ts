@@ -7,6 +7,7 @@ import {
   decodeKvReads,
   encodeKvOps,
   KvParticipant,
+  MemoryDecisionLog,
   ParticipantNode,
   SqliteDecisionLog,
   SqliteKvStorage,
@@ -165,5 +166,38 @@ describe("two-phase commit over a MemoryNetwork with SQLite files", () => {
     expect(p1.kv.lockStats().lockedKeys).toBe(0);
     expect(p1.kv.get("a")).toBe("1");
     expect(c.node.core.active()).toEqual([]);
+  });
+});
+
+describe("a coordinator that stops mid-decision", () => {
+  it("never reports a transaction aborted once its decision record is being written", async () => {
+    const net = new MemoryNetwork();
+    await startParticipant(net, "p1", [["alice", "100"]]);
+    await startParticipant(net, "p2", [["bob", "50"]]);
+    // A decision log whose writes never finish: the record may or may not reach the disk.
+    const inner = new MemoryDecisionLog();
+    let writes = 0;
+    const stuck = Object.assign(Object.create(inner) as MemoryDecisionLog, {
+      decide: () => {
+        writes++;
+        return new Promise<never>(() => {});
+      },
+    });
+    const transport = net.join("c1");
+    const node = await CoordinatorNode.start({ transport, clock: systemClock, log: stuck, config: fast });
+    cleanups.push(() => transport.close());
+    const outcome = node.transact([
+      { participant: "p1", ops: encodeKvOps([{ op: "add", key: "alice", delta: -30, min: 0 }]) },
+      { participant: "p2", ops: encodeKvOps([{ op: "add", key: "bob", delta: 30 }]) },
+    ]);
+    await waitFor("the commit decision to be handed to the log", () => writes === 1);
+    await node.close();
+    const err = await outcome.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(TxnError);
+    expect((err as TxnError).code).toBe("OUTCOME_UNKNOWN");
+    expect((err as TxnError).retryable).toBe(false);
   });
 });

@@ -41,7 +41,9 @@ export interface BeginOptions {
  */
 export class CoordinatorNode {
   readonly core: CoordinatorCore;
-  private readonly waiting = new Map<TxId, (r: TxResult) => void>();
+  private readonly waiting = new Map<TxId, { resolve: (r: TxResult) => void; reject: (e: Error) => void }>();
+  /** Transactions whose decision record was handed to the log: their outcome may be commit. */
+  private readonly deciding = new Set<TxId>();
   private readonly unsubscribe: () => void;
   private timer: Timer | undefined;
   private closed = false;
@@ -106,19 +108,28 @@ export class CoordinatorNode {
         reject(e);
         return;
       }
-      this.waiting.set(txId, resolve);
+      this.waiting.set(txId, { resolve, reject });
       this.flush();
     });
   }
 
-  /** Stops timers and message handling; pending transactions' clients get a retryable abort. */
+  /**
+   * Stops timers and message handling. A pending transaction whose decision was never written
+   * is aborted (presumed abort: a restarted coordinator and every participant agree), so its
+   * client gets a retryable abort; one whose decision record was being written, or was
+   * written, may have committed, so its client gets OUTCOME_UNKNOWN, never a false abort.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.timer?.cancel();
     this.unsubscribe();
-    for (const [txId, resolve] of this.waiting) {
-      resolve({ status: "aborted", txId, reason: "coordinator closed before deciding", retryable: true });
+    for (const [txId, { resolve, reject }] of this.waiting) {
+      if (this.deciding.has(txId)) {
+        reject(new TxnError("OUTCOME_UNKNOWN", `coordinator closed while deciding transaction ${txId}`));
+      } else {
+        resolve({ status: "aborted", txId, reason: "coordinator closed before deciding", retryable: true });
+      }
     }
     this.waiting.clear();
   }
@@ -136,6 +147,7 @@ export class CoordinatorNode {
     if (this.closed) return;
     const ready = this.core.takeReady();
     for (const record of ready.persist) {
+      this.deciding.add(record.txId);
       this.options.log.decide(record).then(
         (held) => {
           if (this.closed) return;
@@ -162,10 +174,11 @@ export class CoordinatorNode {
       });
     }
     for (const r of ready.results) {
-      const resolve = this.waiting.get(r.txId);
-      if (resolve === undefined) continue;
+      const waiter = this.waiting.get(r.txId);
+      this.deciding.delete(r.txId);
+      if (waiter === undefined) continue;
       this.waiting.delete(r.txId);
-      resolve(r);
+      waiter.resolve(r);
     }
   }
 }
