@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { runCluster } from "./commands/cluster.js";
+import { runDemo } from "./commands/demo.js";
 import { runJob, runJobCoordinator, runJobWorker } from "./commands/mapreduce.js";
 import { runNode } from "./commands/node.js";
 import { runTransportDemo } from "./commands/transport-demo.js";
@@ -22,6 +23,15 @@ function positiveInt(name: string) {
   };
 }
 
+function port(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > 65535)
+      throw new InvalidArgumentError(`${name} must be a port (1-65535)`);
+    return n;
+  };
+}
+
 function buildProgram(): Command {
   const program = new Command("quorum")
     .description(
@@ -35,9 +45,28 @@ function buildProgram(): Command {
       outputError: (text, write) => write(text.split("\n")[0] + "\n"),
     });
 
-  program
+  const demo = program
     .command("demo")
-    .description("run the demo: for now three nodes exchanging messages over the gRPC transport")
+    .description(
+      "run the demo: a local cluster, workloads through the etcd API, a MapReduce job and a live dashboard",
+    )
+    .option("--port <port>", "the dashboard's HTTP port", port("--port"), 8080)
+    .option("--host <host>", "address the dashboard and the nodes listen on", "127.0.0.1")
+    .option("--data-dir <dir>", "parent folder of the nodes' data dirs and logs", "./data")
+    .option("--consensus <protocol>", "raft or paxos", "raft")
+    .option("--nodes <n>", "how many nodes", positiveInt("--nodes"), 3)
+    .option(
+      "--base-port <port>",
+      "node i listens on base+10i (etcd clients), +1 (peers), +2 (status and metrics)",
+      port("--base-port"),
+      2379,
+    )
+    .option("--log-level <level>", "the nodes' log level (their logs go to <data-dir>/<name>.log)", "info")
+    .option("--tick-ms <ms>", "how often the dashboard refreshes", positiveInt("--tick-ms"), 500)
+    .action(runDemo);
+  demo
+    .command("transport")
+    .description("three gRPC transports exchanging numbered messages: checks order and prints throughput")
     .option("--nodes <n>", "how many nodes", positiveInt("--nodes"), 3)
     .option("--messages <n>", "messages each node sends to each peer", positiveInt("--messages"), 1000)
     .action(async (opts: { nodes: number; messages: number }) => {
@@ -60,6 +89,10 @@ function buildProgram(): Command {
     .option("--consensus <protocol>", "raft or paxos", "raft")
     .option("--listen-metrics <host:port>", "serve http://host:port/metrics (Prometheus) and /health")
     .option("--log-level <level>", "fatal, error, warn, info, debug or trace", "info")
+    .option(
+      "--enable-fault-injection",
+      "serve POST /admin/partition and /admin/heal beside /metrics (for the demo; never in production)",
+    )
     .action(runNode);
 
   program

@@ -64,7 +64,7 @@ describe("quorum CLI", () => {
   });
 
   it("runs the transport demo: every message arrives, in order", () => {
-    const r = quorum("demo", "--nodes", "3", "--messages", "200");
+    const r = quorum("demo", "transport", "--nodes", "3", "--messages", "200");
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/delivered 1200 messages/);

@@ -16,6 +16,8 @@ export interface NodeConfig {
   /** host:port for Prometheus `/metrics`; undefined = no metrics server. */
   readonly listenMetrics: string | undefined;
   readonly logLevel: string;
+  /** Serve POST /admin/partition and /admin/heal on the metrics address (the demo's buttons). */
+  readonly enableFaultInjection: boolean;
 }
 
 /** A flag value a person got wrong; the CLI prints the message and exits 2. */
@@ -61,6 +63,7 @@ export interface NodeFlags {
   consensus: string;
   listenMetrics?: string;
   logLevel: string;
+  enableFaultInjection?: boolean;
 }
 
 export function nodeConfigFromFlags(flags: NodeFlags): NodeConfig {
@@ -93,5 +96,6 @@ export function nodeConfigFromFlags(flags: NodeFlags): NodeConfig {
     consensus: flags.consensus,
     listenMetrics: flags.listenMetrics ? parseHostPort("--listen-metrics", flags.listenMetrics) : undefined,
     logLevel: flags.logLevel,
+    enableFaultInjection: flags.enableFaultInjection === true,
   };
 }

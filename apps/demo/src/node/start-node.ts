@@ -1,15 +1,16 @@
 import { randomInt } from "node:crypto";
 import { mkdirSync } from "node:fs";
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { join } from "node:path";
 import type { ReplicatedLog } from "@quorum/consensus";
 import { type ApplyResult, KvStore, startKvService } from "@quorum/kv";
 import { PaxosNode, SqliteAcceptorStore } from "@quorum/paxos";
 import { RaftNode, SqliteLogStore } from "@quorum/raft";
-import { GrpcTransport, seededRandom, systemClock } from "@quorum/transport";
+import { FaultyTransport, GrpcTransport, seededRandom, systemClock, type Transport } from "@quorum/transport";
 import { type Logger, pino } from "pino";
 import { Registry } from "prom-client";
 import type { NodeConfig } from "./config.js";
+import { CountingTransport } from "./counting-transport.js";
 import { MemberDirectory } from "./member-directory.js";
 
 export interface RunningNode {
@@ -37,6 +38,11 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
     logger,
   });
   const peerAddress = await transport.start();
+  // Consensus and the directory talk through these wrappers: per-peer counters for the
+  // dashboard and, with --enable-fault-injection, partitions the demo's buttons make.
+  const counting = new CountingTransport(transport);
+  const faulty = config.enableFaultInjection ? new FaultyTransport(counting, { logger }) : undefined;
+  const wire: Transport = faulty ?? counting;
 
   const store = KvStore.open({ path: join(config.dataDir, "kv.db"), logger });
   // Election jitter needs no reproducibility in production, but the seed is logged so a
@@ -45,7 +51,7 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
   const common = {
     id: config.name,
     peers: config.initialCluster,
-    transport,
+    transport: wire,
     clock: systemClock,
     stateMachine: store,
     random: seededRandom(seed),
@@ -54,7 +60,7 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
   const log = consensus.log;
   await log.start();
 
-  const directory = new MemberDirectory(transport, systemClock, config.listenClient);
+  const directory = new MemberDirectory(wire, systemClock, config.listenClient);
   const kv = await startKvService({
     log,
     store,
@@ -67,7 +73,22 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
   let metricsServer: Server | undefined;
   let metricsAddress: string | undefined;
   if (config.listenMetrics) {
-    metricsServer = await serveHttp(config.listenMetrics, metrics, () => log.status().leaderId !== undefined);
+    const status = () => ({
+      name: config.name,
+      pid: process.pid,
+      consensus: config.consensus,
+      ...log.status(),
+      kvRevision: store.revision(),
+      transport: transport.stats(),
+      peers: transport.peerStatus(),
+      links: counting.links(),
+      faults: faulty ? { ...faulty.faultStats(), cutOff: cutOff(faulty, config) } : undefined,
+    });
+    metricsServer = await serveHttp(config.listenMetrics, metrics, {
+      healthy: () => log.status().leaderId !== undefined,
+      status,
+      faulty,
+    });
     metricsAddress = config.listenMetrics;
   }
   logger.info({ client: kv.address, peer: peerAddress, metrics: metricsAddress, seed }, "node started");
@@ -80,7 +101,7 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
       await kv.close(1000);
       directory.close();
       await log.close();
-      await transport.close();
+      await wire.close();
       store.close();
       consensus.closeStorage();
       metricsServer?.close();
@@ -93,7 +114,7 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
 interface ConsensusParts {
   id: string;
   peers: NodeConfig["initialCluster"];
-  transport: GrpcTransport;
+  transport: Transport;
   clock: typeof systemClock;
   stateMachine: KvStore;
   random: () => number;
@@ -122,28 +143,102 @@ function openConsensus(
   };
 }
 
+/** The peers this node is cut off from by the demo's partition button. */
+function cutOff(faulty: FaultyTransport, config: NodeConfig): string[] {
+  return config.initialCluster
+    .map((p) => p.id)
+    .filter((id) => id !== config.name && !faulty.canReach(config.name, id));
+}
+
+interface HttpHandlers {
+  healthy(): boolean;
+  status(): unknown;
+  /** Present only with --enable-fault-injection. */
+  faulty: FaultyTransport | undefined;
+}
+
+function readBody(req: IncomingMessage, limit = 64 * 1024): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (chunk: string) => {
+      body += chunk;
+      if (body.length > limit) {
+        reject(new Error("request body too large"));
+        req.destroy();
+      }
+    });
+    req.on("end", () => resolve(body));
+    req.on("error", reject);
+  });
+}
+
+function json(res: ServerResponse, code: number, body: unknown): void {
+  res.writeHead(code, { "content-type": "application/json" }).end(`${JSON.stringify(body)}\n`);
+}
+
 /**
- * `/metrics` for Prometheus and `/health` for load balancers and orchestrators: 200 while
- * this node knows a leader (it can serve linearizable requests), 503 otherwise, with etcd's
- * `{"health":"true"|"false"}` body.
+ * `/metrics` for Prometheus, `/health` for load balancers and orchestrators (200 while this
+ * node knows a leader, so it can serve linearizable requests; 503 otherwise, with etcd's
+ * `{"health":"true"|"false"}` body), `/status` (JSON: role, term, indexes, transport) for
+ * the dashboard, and with fault injection enabled `POST /admin/partition` (body
+ * `{"peers":["n2"]}`: drop all traffic with those peers, both ways) and `POST /admin/heal`.
  */
-function serveHttp(address: string, registry: Registry, healthy: () => boolean): Promise<Server> {
+function serveHttp(address: string, registry: Registry, handlers: HttpHandlers): Promise<Server> {
   const colon = address.lastIndexOf(":");
   const server = createServer((req, res) => {
-    if (req.url === "/health") {
-      const ok = healthy();
-      res.writeHead(ok ? 200 : 503, { "content-type": "application/json" });
-      res.end(JSON.stringify(ok ? { health: "true" } : { health: "false", reason: "no leader" }));
+    const path = (req.url ?? "/").split("?")[0];
+    if (path === "/health") {
+      const ok = handlers.healthy();
+      json(res, ok ? 200 : 503, ok ? { health: "true" } : { health: "false", reason: "no leader" });
       return;
     }
-    if (req.url !== "/metrics") {
-      res.writeHead(404).end("not found; try /metrics or /health\n");
+    if (path === "/status") {
+      json(res, 200, handlers.status());
       return;
     }
-    registry.metrics().then(
-      (body) => res.writeHead(200, { "content-type": registry.contentType }).end(body),
-      (err: Error) => res.writeHead(500).end(`${err.message}\n`),
-    );
+    if (path === "/metrics") {
+      registry.metrics().then(
+        (body) => res.writeHead(200, { "content-type": registry.contentType }).end(body),
+        (err: Error) => res.writeHead(500).end(`${err.message}\n`),
+      );
+      return;
+    }
+    const faulty = handlers.faulty;
+    if (faulty && (path === "/admin/partition" || path === "/admin/heal")) {
+      if (req.method !== "POST") {
+        json(res, 405, { error: `${path} takes POST` });
+        return;
+      }
+      if (path === "/admin/heal") {
+        faulty.heal();
+        json(res, 200, { healed: true });
+        return;
+      }
+      readBody(req).then(
+        (body) => {
+          let peers: unknown;
+          try {
+            peers = (JSON.parse(body || "{}") as { peers?: unknown }).peers;
+          } catch {
+            json(res, 400, { error: 'the body is not JSON; send {"peers":["n2",...]}' });
+            return;
+          }
+          if (!Array.isArray(peers) || !peers.every((p) => typeof p === "string")) {
+            json(res, 400, { error: 'send {"peers":["n2",...]}: the peers to cut this node off from' });
+            return;
+          }
+          for (const peer of peers as string[]) {
+            faulty.blockLink(faulty.localId, peer);
+            faulty.blockLink(peer, faulty.localId);
+          }
+          json(res, 200, { cutOff: peers });
+        },
+        (err: Error) => json(res, 400, { error: err.message }),
+      );
+      return;
+    }
+    res.writeHead(404).end("not found; try /metrics, /health or /status\n");
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);
