@@ -33,6 +33,31 @@ describeLogStore("SqliteLogStore", {
 });
 
 describe("SqliteLogStore under a running cluster", () => {
+  it("fsyncs only saves that must be durable, and keeps every save", () => {
+    const path = join(dir, "mustsync.db");
+    const s = new SqliteLogStore({ path, initialMembers: [{ id: "a", address: "", learner: false }] });
+    const modes: number[] = [];
+    const pragma = s.db.pragma.bind(s.db);
+    // Records the synchronous mode in force when each save's transaction runs.
+    s.db.pragma = ((source: string, options?: object) => {
+      const result = pragma(source, options as never);
+      if (source.startsWith("synchronous =")) modes.push(source.endsWith("NORMAL") ? 1 : 2);
+      return result;
+    }) as typeof s.db.pragma;
+    s.save({
+      hardState: { term: 1, vote: "a", commit: 0 },
+      entries: [{ index: 1, term: 1, type: "normal", data: Buffer.from("x") }],
+    });
+    s.save({ hardState: { term: 1, vote: "a", commit: 1 } });
+    expect(modes).toEqual([1, 2]); // only the commit-only save ran with NORMAL, then FULL again
+    expect(pragma("synchronous", { simple: true })).toBe(2);
+    s.close();
+    const again = new SqliteLogStore({ path });
+    expect(again.hardState()).toEqual({ term: 1, vote: "a", commit: 1 });
+    expect(again.lastIndex()).toBe(1);
+    again.close();
+  });
+
   it("opens with WAL and synchronous=FULL", () => {
     const s = new SqliteLogStore({ path: join(dir, "pragma.db") });
     expect(s.db.pragma("journal_mode", { simple: true })).toBe("wal");
