@@ -1,4 +1,4 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -29,11 +29,20 @@ async function freeBasePort(): Promise<number> {
 }
 
 function etcdctl(endpoints: string, ...args: string[]): string {
+  return etcdctlWithInput(endpoints, "", ...args);
+}
+
+function etcdctlWithInput(endpoints: string, input: string, ...args: string[]): string {
   return execFileSync("etcdctl", ["--endpoints", endpoints, "--command-timeout=5s", ...args], {
     encoding: "utf8",
+    input,
+    stdio: ["pipe", "pipe", "pipe"],
     env: { ...process.env, ETCDCTL_API: "3" },
   });
 }
+
+// With 3 shards the key space splits at "@" and "_": one key per shard.
+const shardPrefixes = ["0", "K", "k"];
 
 async function until<T>(what: string, f: () => T, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -49,8 +58,12 @@ async function until<T>(what: string, f: () => T, timeoutMs = 20_000): Promise<T
   throw new Error(`timed out waiting for ${what}: ${last}`);
 }
 
-for (const consensus of ["raft", "paxos"]) {
-  describe(`quorum cluster --consensus ${consensus}`, () => {
+for (const [consensus, shards] of [
+  ["raft", 1],
+  ["paxos", 1],
+  ["raft", 3],
+] as const) {
+  describe(`quorum cluster --consensus ${consensus} --shards ${shards}`, () => {
     let dir: string;
     let cluster: ChildProcess;
     let exited: Promise<number | null>;
@@ -73,6 +86,8 @@ for (const consensus of ["raft", "paxos"]) {
           String(base),
           "--consensus",
           consensus,
+          "--shards",
+          String(shards),
         ],
         { stdio: ["ignore", "pipe", "pipe"] },
       );
@@ -97,10 +112,17 @@ for (const consensus of ["raft", "paxos"]) {
       });
       // Write through each node in turn (followers forward), read back through another.
       for (const [i, endpoint] of endpoints.entries()) {
-        expect(etcdctl(endpoint, "put", `key-${i}`, `value-${i}`).trim()).toBe("OK");
+        expect(etcdctl(endpoint, "put", `${shardPrefixes[i]}key-${i}`, `value-${i}`).trim()).toBe("OK");
       }
-      const read = etcdctl(endpoints[2]!, "get", "--prefix", "key-");
-      expect(read.trim().split("\n")).toEqual(["key-0", "value-0", "key-1", "value-1", "key-2", "value-2"]);
+      const read = etcdctl(endpoints[2]!, "get", "", "--from-key");
+      expect(read.trim().split("\n")).toEqual([
+        "0key-0",
+        "value-0",
+        "Kkey-1",
+        "value-1",
+        "kkey-2",
+        "value-2",
+      ]);
       const members = etcdctl(all, "member", "list").trim().split("\n");
       expect(members).toHaveLength(3);
       for (const line of members)
@@ -114,8 +136,27 @@ for (const consensus of ["raft", "paxos"]) {
       const metrics = await (await fetch(`http://${http[1]}/metrics`)).text();
       expect(metrics).toMatch(/^# HELP /m);
 
+      // A Txn within one shard commits; one that spans shards is refused, naming them.
+      const sameShard = 'value("kkey-2") = "value-2"\n\nput kkey-3 v3\n\n\n';
+      expect(etcdctlWithInput(all, sameShard, "txn").trim().split("\n")[0]).toBe("SUCCESS");
+      if (shards > 1) {
+        const spanning = 'value("0key-0") = "value-0"\n\nput kkey-4 v4\n\n\n';
+        expect(() => etcdctlWithInput(all, spanning, "txn")).toThrow(/Unimplemented.*shards 0, 2 of 3/);
+      }
+
       cluster.kill("SIGTERM");
       expect(await exited).toBe(0);
+
+      // A node refuses a data dir made with another shard count.
+      const other = spawnSync(
+        process.execPath,
+        [cli, "node", "--name", "n1", "--data-dir", join(dir, "n1"), "--shards", String(shards + 1)],
+        { encoding: "utf8" },
+      );
+      expect(other.status).toBe(2);
+      expect(other.stderr).toMatch(
+        new RegExp(`was created with --consensus ${consensus} --shards ${shards}`),
+      );
     }, 60_000);
   });
 }

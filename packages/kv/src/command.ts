@@ -10,10 +10,14 @@ import { Command } from "./gen/quorum/kv/v1/command.js";
 
 /** The bytes proposed to the log for one etcd write request. */
 export const encodeCommand = {
-  put: (put: PutRequest): Uint8Array => Command.encode({ put }).finish(),
-  deleteRange: (deleteRange: DeleteRangeRequest): Uint8Array => Command.encode({ deleteRange }).finish(),
-  txn: (txn: TxnRequest): Uint8Array => Command.encode({ txn }).finish(),
-  compaction: (compaction: CompactionRequest): Uint8Array => Command.encode({ compaction }).finish(),
-  leaseGrant: (leaseGrant: LeaseGrantRequest): Uint8Array => Command.encode({ leaseGrant }).finish(),
-  leaseRevoke: (leaseRevoke: LeaseRevokeRequest): Uint8Array => Command.encode({ leaseRevoke }).finish(),
+  put: (put: PutRequest): Uint8Array => Command.encode({ put, floor: 0n }).finish(),
+  deleteRange: (deleteRange: DeleteRangeRequest): Uint8Array =>
+    Command.encode({ deleteRange, floor: 0n }).finish(),
+  txn: (txn: TxnRequest): Uint8Array => Command.encode({ txn, floor: 0n }).finish(),
+  compaction: (compaction: CompactionRequest): Uint8Array =>
+    Command.encode({ compaction, floor: 0n }).finish(),
+  leaseGrant: (leaseGrant: LeaseGrantRequest): Uint8Array =>
+    Command.encode({ leaseGrant, floor: 0n }).finish(),
+  leaseRevoke: (leaseRevoke: LeaseRevokeRequest): Uint8Array =>
+    Command.encode({ leaseRevoke, floor: 0n }).finish(),
 };

@@ -53,6 +53,8 @@ export interface LocalClusterOptions extends LayoutOptions {
   dataDir: string;
   logLevel: string;
   consensus: string;
+  /** Key-space shards per node (default 1). */
+  shards?: number;
   /** Pass --enable-fault-injection to every node (the demo's partition and heal buttons). */
   faultInjection?: boolean;
   /**
@@ -197,6 +199,8 @@ export class LocalCluster {
       o.logLevel,
       "--consensus",
       o.consensus,
+      "--shards",
+      String(o.shards ?? 1),
       ...(o.faultInjection ? ["--enable-fault-injection"] : []),
     ];
     let stdio: ("ignore" | "inherit" | number)[] = ["ignore", "inherit", "inherit"];

@@ -7,6 +7,7 @@ export interface ClusterOptions {
   host: string;
   logLevel: string;
   consensus: string;
+  shards: number;
 }
 
 /**

@@ -13,6 +13,8 @@ export interface NodeConfig {
   /** Nodes of different clusters refuse each other's streams. */
   readonly clusterToken: string;
   readonly consensus: "raft" | "paxos";
+  /** Key-space shards, each its own consensus group; every node of a cluster must agree. */
+  readonly shards: number;
   /** host:port for Prometheus `/metrics`; undefined = no metrics server. */
   readonly listenMetrics: string | undefined;
   readonly logLevel: string;
@@ -61,6 +63,7 @@ export interface NodeFlags {
   initialCluster?: string;
   initialClusterToken: string;
   consensus: string;
+  shards?: number;
   listenMetrics?: string;
   logLevel: string;
   enableFaultInjection?: boolean;
@@ -94,8 +97,23 @@ export function nodeConfigFromFlags(flags: NodeFlags): NodeConfig {
     initialCluster,
     clusterToken: flags.initialClusterToken,
     consensus: flags.consensus,
+    shards: checkShards(flags.shards ?? 1, flags.consensus),
     listenMetrics: flags.listenMetrics ? parseHostPort("--listen-metrics", flags.listenMetrics) : undefined,
     logLevel: flags.logLevel,
     enableFaultInjection: flags.enableFaultInjection === true,
   };
+}
+
+const maxShards = 64;
+
+function checkShards(shards: number, consensus: string): number {
+  if (!Number.isInteger(shards) || shards < 1 || shards > maxShards) {
+    throw new ConfigError(`--shards must be an integer from 1 to ${maxShards}`);
+  }
+  if (shards > 1 && consensus !== "raft") {
+    throw new ConfigError(
+      `--shards ${shards} needs --consensus raft (paxos runs one group per node for now)`,
+    );
+  }
+  return shards;
 }

@@ -3,7 +3,7 @@ import { mkdirSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { join } from "node:path";
 import type { ReplicatedLog } from "@quorum/consensus";
-import { type ApplyResult, KvStore, startKvService } from "@quorum/kv";
+import { type ApplyResult, KvStore, startKvService, startShardedKvService } from "@quorum/kv";
 import { PaxosNode, SqliteAcceptorStore } from "@quorum/paxos";
 import { RaftNode, SqliteLogStore } from "@quorum/raft";
 import { FaultyTransport, GrpcTransport, seededRandom, systemClock, type Transport } from "@quorum/transport";
@@ -11,6 +11,7 @@ import { type Logger, pino } from "pino";
 import { Registry } from "prom-client";
 import type { NodeConfig } from "./config.js";
 import { CountingTransport } from "./counting-transport.js";
+import { checkDataDir } from "./data-dir.js";
 import { MemberDirectory } from "./member-directory.js";
 
 export interface RunningNode {
@@ -22,17 +23,20 @@ export interface RunningNode {
 }
 
 /**
- * One Quorum node: the gRPC transport to its peers, a Raft group whose log and state machine
- * (the kv store) live in SQLite files under the data dir, and etcd's API for clients.
+ * One Quorum node: the gRPC transport to its peers, one consensus group per shard whose log
+ * and state machine (the kv store) live in SQLite files under the data dir, and etcd's API for
+ * clients, routed by key to the shards.
  */
 export async function startNode(config: NodeConfig): Promise<RunningNode> {
   const logger = pino({ level: config.logLevel, base: { node: config.name } }, pino.destination(2));
   mkdirSync(config.dataDir, { recursive: true });
+  checkDataDir(config);
   const metrics = new Registry();
 
   const transport = new GrpcTransport({
     nodeId: config.name,
-    clusterId: config.clusterToken,
+    // Nodes that disagree on the shard count must not talk: the id makes the transport refuse.
+    clusterId: `${config.clusterToken}/shards=${config.shards}`,
     listen: config.listenPeer,
     peers: config.initialCluster.filter((p) => p.id !== config.name),
     logger,
@@ -44,31 +48,40 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
   const faulty = config.enableFaultInjection ? new FaultyTransport(counting, { logger }) : undefined;
   const wire: Transport = faulty ?? counting;
 
-  const store = KvStore.open({ path: join(config.dataDir, "kv.db"), logger });
   // Election jitter needs no reproducibility in production, but the seed is logged so a
   // surprising run can be replayed in the simulator.
   const seed = randomInt(2 ** 31);
-  const common = {
-    id: config.name,
-    peers: config.initialCluster,
-    transport: wire,
-    clock: systemClock,
-    stateMachine: store,
-    random: seededRandom(seed),
-  };
-  const consensus = openConsensus(config, common, logger, metrics);
-  const log = consensus.log;
-  await log.start();
+  const random = seededRandom(seed);
+  // One consensus group and one store per shard; a single shard keeps the plain file names.
+  const groups = Array.from({ length: config.shards }, (_, i) => {
+    const suffix = config.shards === 1 ? "" : `-${i}`;
+    const store = KvStore.open({ path: join(config.dataDir, `kv${suffix}.db`), logger });
+    const parts = {
+      id: config.name,
+      peers: config.initialCluster,
+      transport: wire,
+      clock: systemClock,
+      stateMachine: store,
+      random,
+    };
+    // Only shard 0's Raft metrics are exported: they share names, and a registry takes a name once.
+    const consensus = openConsensus(config, parts, suffix, logger, i === 0 ? metrics : new Registry());
+    return { store, log: consensus.log, closeStorage: consensus.closeStorage };
+  });
+  await Promise.all(groups.map((g) => g.log.start()));
+  const { log, store } = groups[0]!;
 
   const directory = new MemberDirectory(wire, systemClock, config.listenClient);
-  const kv = await startKvService({
-    log,
-    store,
+  const serviceOptions = {
     listen: config.listenClient,
-    leaderClientAddress: (id) => directory.clientAddress(id),
+    leaderClientAddress: (id: string) => directory.clientAddress(id),
     logger,
     metrics,
-  });
+  };
+  const kv =
+    config.shards === 1
+      ? await startKvService({ log, store, ...serviceOptions })
+      : await startShardedKvService({ shards: groups, ...serviceOptions });
 
   let metricsServer: Server | undefined;
   let metricsAddress: string | undefined;
@@ -79,6 +92,7 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
       consensus: config.consensus,
       ...log.status(),
       kvRevision: store.revision(),
+      shards: groups.map((g, shard) => ({ shard, ...g.log.status(), kvRevision: g.store.revision() })),
       transport: transport.stats(),
       peers: transport.peerStatus(),
       links: counting.links(),
@@ -100,10 +114,12 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
     async stop() {
       await kv.close(1000);
       directory.close();
-      await log.close();
+      await Promise.all(groups.map((g) => g.log.close()));
       await wire.close();
-      store.close();
-      consensus.closeStorage();
+      for (const g of groups) {
+        g.store.close();
+        g.closeStorage();
+      }
       metricsServer?.close();
       logger.info("node stopped");
       logger.flush();
@@ -124,6 +140,7 @@ interface ConsensusParts {
 function openConsensus(
   config: NodeConfig,
   parts: ConsensusParts,
+  suffix: string,
   logger: Logger,
   metrics: Registry,
 ): { log: ReplicatedLog<ApplyResult>; closeStorage(): void } {
@@ -136,9 +153,9 @@ function openConsensus(
       closeStorage: () => {},
     };
   }
-  const storage = new SqliteLogStore({ path: join(config.dataDir, "raft.db") });
+  const storage = new SqliteLogStore({ path: join(config.dataDir, `raft${suffix}.db`) });
   return {
-    log: new RaftNode({ ...parts, storage, logger, metrics }),
+    log: new RaftNode({ ...parts, storage, logger, metrics, channel: `raft${suffix}` }),
     closeStorage: () => storage.close(),
   };
 }

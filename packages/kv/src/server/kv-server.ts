@@ -127,6 +127,17 @@ export interface KvServiceOptions {
   readonly watchMaxPendingBytes?: number;
   /** How long a `hasleader` stream survives without a leader (etcd: 3 election timeouts); default 3000. */
   readonly noLeaderStreamTimeoutMs?: number;
+  /**
+   * Sharding (set by `startShardedKvService`): the highest cluster revision this node knows;
+   * added to every proposed command as its `floor` and sent along with forwarded requests.
+   */
+  readonly revisionFloor?: () => number;
+  /** Whether this service's leader expires leases (default true; false for shards other than 0). */
+  readonly leaseExpiry?: boolean;
+  /** How an expired lease is revoked (default: a revoke proposed to this service's log). */
+  readonly revokeLease?: (id: bigint) => Promise<void>;
+  /** Sharding: this service's shard, sent with forwarded requests so the leader's router picks the same shard. */
+  readonly shardIndex?: number;
 }
 
 /** A running etcd-compatible endpoint in front of one replica of the store. */
@@ -144,6 +155,26 @@ export interface KvServer {
 }
 
 const forwardedHeader = "quorum-forwarded";
+/** Metadata of a forwarded request: the forwarding node's highest known revision (sharding). */
+export const floorHeader = "quorum-floor";
+/** Metadata of a forwarded request: the shard it is for (sharding). */
+export const shardHeader = "quorum-shard";
+
+/** Appends a `floor` (Command field 16, varint) to an encoded command: protobuf merges it. */
+export function withFloor(command: Uint8Array, floor: number): Uint8Array {
+  if (floor <= 0) return command;
+  const bytes = [0x80, 0x01];
+  let v = BigInt(floor);
+  while (v >= 0x80n) {
+    bytes.push(Number((v & 0x7fn) | 0x80n));
+    v >>= 7n;
+  }
+  bytes.push(Number(v));
+  const out = new Uint8Array(command.length + bytes.length);
+  out.set(command, 0);
+  out.set(bytes, command.length);
+  return out;
+}
 /** etcd's MaxLeaseTTL (lease/lessor.go). */
 const maxLeaseTtl = 9_000_000_000n;
 
@@ -201,7 +232,7 @@ class KeepAliveForwarder {
 }
 
 /** A deserialized request that exceeded the gRPC receive limit (grpc-go's message, not grpc-js's). */
-class TooLarge {
+export class TooLarge {
   constructor(readonly size: number) {}
 }
 
@@ -308,16 +339,18 @@ export class KvService {
       log: this.log,
       store: this.store,
       clock: this.clock,
-      revoke: async (id) => {
-        await this.propose(encodeCommand.leaseRevoke({ ID: id }));
-      },
+      revoke:
+        options.revokeLease ??
+        (async (id) => {
+          await this.propose(encodeCommand.leaseRevoke({ ID: id }));
+        }),
       logger: this.logger,
       ...(options.leaseCheckIntervalMs !== undefined
         ? { checkIntervalMs: options.leaseCheckIntervalMs }
         : {}),
       ...(options.leaderLeaseExtendMs !== undefined ? { leaderExtendMs: options.leaderLeaseExtendMs } : {}),
     });
-    this.lessor.start();
+    if (options.leaseExpiry !== false) this.lessor.start();
     const hub = this.watchHub;
     new Gauge({
       name: "quorum_kv_watch_streams",
@@ -386,7 +419,8 @@ export class KvService {
     return createHash("sha1").update(ids.join(",")).digest().readBigUInt64BE(0);
   }
 
-  private header(revision: bigint | undefined): ResponseHeader {
+  /** @internal A response header at `revision` (cluster, member and term of this log). */
+  header(revision: bigint | undefined): ResponseHeader {
     const s = this.log.status();
     // IDs are hashes of the membership: computed once per membership, not per response
     // (watch streams build a header for every event batch).
@@ -410,7 +444,8 @@ export class KvService {
 
   // ---- errors and forwarding -------------------------------------------------------------
 
-  private toEtcdError(err: unknown): EtcdError {
+  /** @internal */
+  toEtcdError(err: unknown): EtcdError {
     if (err instanceof EtcdError) return err;
     if (isConsensusError(err)) {
       switch (err.code) {
@@ -480,6 +515,8 @@ export class KvService {
     const client = kind === "kv" ? this.client("kv", address) : this.client("lease", address);
     const metadata = new Metadata();
     metadata.set(forwardedHeader, this.log.nodeId);
+    if (this.options.revisionFloor) metadata.set(floorHeader, String(this.options.revisionFloor()));
+    if (this.options.shardIndex !== undefined) metadata.set(shardHeader, String(this.options.shardIndex));
     const deadline = call.getDeadline();
     const callDeadline = deadline instanceof Date || typeof deadline === "number" ? deadline : Infinity;
     const chosen =
@@ -504,7 +541,8 @@ export class KvService {
 
   private async propose(command: Uint8Array): Promise<ApplyResult> {
     if (proposalSize(command.length) > this.maxRequestBytes) throw etcdErrors.requestTooLarge();
-    const result = await this.batcher.submit(command);
+    const floor = this.options.revisionFloor?.();
+    const result = await this.batcher.submit(floor ? withFloor(command, floor) : command);
     if (result.type === "error") throw result.error;
     return result;
   }
@@ -696,7 +734,8 @@ export class KvService {
 
   // ---- gRPC binding ----------------------------------------------------------------------
 
-  private unary<Req, Res>(
+  /** @internal Binds a handler as a gRPC unary method (errors, metrics, size limit). */
+  unary<Req, Res>(
     method: string,
     handler: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>,
   ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
@@ -728,7 +767,8 @@ export class KvService {
    * once however it ends. Returns undefined (after failing the call) when the client asked
    * for a leader (`hasleader`, as clientv3 does) and there is none.
    */
-  private trackStream(
+  /** @internal */
+  trackStream(
     call: ServerDuplexStream<unknown, unknown>,
     method: string,
     onEnd: () => void,

@@ -37,6 +37,8 @@ export interface WatchHubOptions {
 export interface WatchSink {
   /** Sends a response; false when the consumer is backed up (then `WatchStream.drain()` follows). */
   write(response: WatchResponse): boolean;
+  /** Watchers may have moved past more revisions (`WatchStream.watermark`); for the shard router. */
+  advanced?(): void;
 }
 
 interface Watcher {
@@ -146,10 +148,11 @@ export class WatchHub {
   }
 
   private onChanges(changes: readonly RevisionChanges[]): void {
-    const first = changes[0]!.revision;
+    const first = changes[0]!;
     // The store moved without telling us (a snapshot was installed): watchers that were
     // owed revisions in between catch up from history.
-    const gapBefore = first > this.lastRev + 1 ? first : undefined;
+    const previous = first.previous ?? first.revision - 1;
+    const gapBefore = previous > this.lastRev ? previous + 1 : undefined;
     this.lastRev = changes[changes.length - 1]!.revision;
     for (const stream of this.streams) stream.deliver(changes, gapBefore);
   }
@@ -218,6 +221,25 @@ export class WatchStream {
   /** Watchers on this stream (tests, metrics). */
   watcherIds(): bigint[] {
     return [...this.watchers.keys()];
+  }
+
+  /**
+   * The highest revision through which this watcher's events have all reached the sink
+   * (sent, or skipped as unmatched); undefined for an unknown watcher. The shard router
+   * merges several shards' watchers up to the lowest of their watermarks.
+   */
+  watermark(id: bigint): number | undefined {
+    const w = this.watchers.get(id);
+    if (!w) return undefined;
+    let mark = w.nextRev - 1;
+    for (const item of this.queue) {
+      const r = item.response;
+      if (r.watchId === id && r.events.length > 0) {
+        mark = Math.min(mark, Number(r.events[0]!.kv?.modRevision ?? 0n) - 1);
+        break;
+      }
+    }
+    return mark;
   }
 
   /** Whether a watcher currently takes live events (false while it catches up). */
@@ -354,6 +376,7 @@ export class WatchStream {
       }
     }
     if (fellBehind) this.schedulePump();
+    this.sink.advanced?.();
   }
 
   private sendEvents(w: Watcher, events: Event[], revision: number): void {
@@ -439,6 +462,7 @@ export class WatchStream {
     } else if (this.progressPending) {
       this.sendProgress();
     }
+    this.sink.advanced?.();
   }
 
   /** A periodic progress notification to synced watchers that asked for it and were idle. */

@@ -43,6 +43,8 @@ export type ApplyResult =
   | { readonly type: "compaction"; readonly response: CompactionResponse }
   | { readonly type: "leaseGrant"; readonly response: LeaseGrantResponse }
   | { readonly type: "leaseRevoke"; readonly response: LeaseRevokeResponse }
+  /** A floor-only command (sharding): the revision was raised to at least the floor. */
+  | { readonly type: "bump"; readonly revision: number }
   | { readonly type: "error"; readonly error: EtcdError };
 
 /**
@@ -53,6 +55,12 @@ export type ApplyResult =
 export interface RevisionChanges {
   readonly revision: number;
   readonly events: readonly Event[];
+  /**
+   * The store's revision before this entry. Without sharding it is `revision - 1`; a shard's
+   * revisions may jump (a `floor` raised them), and a floor-only entry moves the revision
+   * with no events, so watchers learn that nothing happened in between.
+   */
+  readonly previous?: number;
 }
 
 /** A lease as the log granted it; when it expires is the leader's business (see Lessor). */
@@ -230,9 +238,12 @@ export class KvStore implements StateMachine<ApplyResult> {
           }
           last = entry.index;
           const events: Event[] | undefined = collect ? [] : undefined;
+          const previous = this.rev;
           const result = this.applyCommand(entry, events);
           results.push(result);
-          if (events && events.length > 0) changes.push({ revision: this.rev, events });
+          if (events && (events.length > 0 || this.rev !== previous)) {
+            changes.push({ revision: this.rev, events, previous });
+          }
         }
         this.stmt("UPDATE meta SET applied_index = ?, revision = ?, compact_revision = ? WHERE id = 0").run(
           last,
@@ -258,6 +269,10 @@ export class KvStore implements StateMachine<ApplyResult> {
       this.logger.error({ index: entry.index, err: String(err) }, "undecodable kv command");
       return { type: "error", error: etcdErrors.corruptCommand(String(err)) };
     }
+    // Sharding: raise the revision to the proposer's floor first, so this entry's writes
+    // come after every revision the proposer had seen (see README, "Revisions across shards").
+    const floor = Number(command.floor);
+    if (floor > this.rev) this.rev = floor;
     try {
       if (command.put) {
         const w = this.beginWrite(events);
@@ -279,6 +294,7 @@ export class KvStore implements StateMachine<ApplyResult> {
         this.leaseRevoke(w, command.leaseRevoke);
         return { type: "leaseRevoke", response: { header: header(this.endWrite(w)) } };
       }
+      if (floor > 0) return { type: "bump", revision: this.rev };
       return { type: "error", error: etcdErrors.unimplemented("this command") };
     } catch (err) {
       if (err instanceof EtcdError) return { type: "error", error: err };

@@ -38,7 +38,15 @@ export interface Command {
    */
   leaseGrant?: LeaseGrantRequest | undefined;
   leaseRevoke?: LeaseRevokeRequest | undefined;
-  leaseCheckpoint?: LeaseCheckpointRequest | undefined;
+  leaseCheckpoint?:
+    | LeaseCheckpointRequest
+    | undefined;
+  /**
+   * Sharding: the store first raises its revision to at least `floor` (the highest cluster
+   * revision the proposing node knew), so this entry's writes get a larger revision. A
+   * command with a floor and no op only raises the revision (a shard's progress "bump").
+   */
+  floor: bigint;
 }
 
 function createBaseCommand(): Command {
@@ -50,6 +58,7 @@ function createBaseCommand(): Command {
     leaseGrant: undefined,
     leaseRevoke: undefined,
     leaseCheckpoint: undefined,
+    floor: 0n,
   };
 }
 
@@ -75,6 +84,12 @@ export const Command: MessageFns<Command> = {
     }
     if (message.leaseCheckpoint !== undefined) {
       LeaseCheckpointRequest.encode(message.leaseCheckpoint, writer.uint32(58).fork()).join();
+    }
+    if (message.floor !== 0n) {
+      if (BigInt.asUintN(64, message.floor) !== message.floor) {
+        throw new globalThis.Error("value provided for field message.floor of type uint64 too large");
+      }
+      writer.uint32(128).uint64(message.floor);
     }
     return writer;
   },
@@ -148,6 +163,14 @@ export const Command: MessageFns<Command> = {
             message.leaseCheckpoint = LeaseCheckpointRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.floor = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -185,6 +208,7 @@ export const Command: MessageFns<Command> = {
         : isSet(object.lease_checkpoint)
         ? LeaseCheckpointRequest.fromJSON(object.lease_checkpoint)
         : undefined,
+      floor: isSet(object.floor) ? BigInt(object.floor) : 0n,
     };
   },
 
@@ -211,6 +235,9 @@ export const Command: MessageFns<Command> = {
     if (message.leaseCheckpoint !== undefined) {
       obj.leaseCheckpoint = LeaseCheckpointRequest.toJSON(message.leaseCheckpoint);
     }
+    if (message.floor !== 0n) {
+      obj.floor = message.floor.toString();
+    }
     return obj;
   },
 
@@ -236,6 +263,7 @@ export const Command: MessageFns<Command> = {
     message.leaseCheckpoint = (object.leaseCheckpoint !== undefined && object.leaseCheckpoint !== null)
       ? LeaseCheckpointRequest.fromPartial(object.leaseCheckpoint)
       : undefined;
+    message.floor = (object.floor !== undefined && object.floor !== null) ? BigInt(object.floor) : 0n;
     return message;
   },
 };
