@@ -12,6 +12,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { seededRandom } from "@quorum/transport";
 
 export const packageDir = fileURLToPath(new URL("..", import.meta.url));
 export const dist = join(packageDir, "dist");
@@ -34,17 +35,8 @@ export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `quorum-mr-${prefix}-`));
 }
 
-/** mulberry32, for deterministic test corpora. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic test corpora: the transport package's seeded PRNG. */
+export const prng = seededRandom;
 
 const vocabulary = [
   "the",
