@@ -58,6 +58,11 @@ export interface RaftNodeOptions<Result = unknown> {
    * `changeMembership` and the log or a snapshot brings it the configuration.
    */
   readonly join?: boolean;
+  /**
+   * This node's own peer address, sent with every frame so that a receiver that does not know
+   * it yet can answer. Default: this node's entry in `peers` or in the configuration.
+   */
+  readonly address?: string;
   readonly transport: Transport;
   readonly clock: Clock;
   readonly storage: LogStore;
@@ -169,6 +174,8 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
   private receivedSnapshot: { index: number; data: Uint8Array } | undefined;
   private readonly outgoing = new Map<string, OutgoingTransfer>();
   private transferCounter = 0;
+  /** Peers handed to the transport (by id → address). */
+  private readonly reachable = new Map<string, string>();
 
   constructor(options: RaftNodeOptions<Result>) {
     this.options = options;
@@ -196,9 +203,9 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
     const { storage, stateMachine } = this.options;
     const fresh =
       storage.lastIndex() === 0 && storage.snapshot().members.length === 0 && storage.hardState().term === 0;
-    if (this.options.join) {
-      for (const p of this.options.peers) if (p.id !== this.nodeId) this.options.transport.addPeer(p);
-    } else if (fresh && this.options.peers.length > 0) {
+    // Every peer the host named stays reachable, whatever the configuration says.
+    for (const p of this.options.peers) this.reach(p.id, p.address);
+    if (!this.options.join && fresh && this.options.peers.length > 0) {
       const members = this.options.peers.map((p) => ({ id: p.id, address: p.address, learner: false }));
       storage.save({ snapshot: { index: 0, term: 0, members } });
     }
@@ -553,15 +560,9 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
   private syncMembers(): void {
     const members = this.raft!.members();
     if (members === this.knownMembers) return;
-    const before = new Map(this.knownMembers.map((m) => [m.id, m]));
-    const after = new Map(members.map((m) => [m.id, m]));
-    const transport = this.options.transport;
-    for (const m of members) {
-      if (m.id === this.nodeId) continue;
-      const old = before.get(m.id);
-      if (!old || old.address !== m.address) transport.addPeer({ id: m.id, address: m.address });
-    }
-    for (const id of before.keys()) if (!after.has(id) && id !== this.nodeId) transport.removePeer(id);
+    for (const m of members) this.reach(m.id, m.address);
+    // Removed members stay reachable: one may be added back while this node's log still
+    // lacks it (or this node may be the one re-added), and it must still be able to answer.
     const changed = this.knownMembers.length > 0;
     this.knownMembers = members;
     if (changed || members.length > 0) {
@@ -773,10 +774,30 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
     for (const [to, list] of byPeer) this.sendFrame(to, { messages: list });
   }
 
+  /** Makes `id` reachable at `address` on the transport (a changed address replaces the old). */
+  private reach(id: string, address: string): void {
+    if (id === this.nodeId || address === "" || this.reachable.get(id) === address) return;
+    this.reachable.set(id, address);
+    this.options.transport.addPeer({ id, address });
+  }
+
+  private ownAddress(): string {
+    return (
+      this.options.address ??
+      this.knownMembers.find((m) => m.id === this.nodeId)?.address ??
+      this.options.peers.find((p) => p.id === this.nodeId)?.address ??
+      ""
+    );
+  }
+
   private sendFrame(to: string, frame: Parameters<typeof encodeFrame>[0]): void {
     if (this.closed) return;
     try {
-      this.options.transport.send(to, this.channel, encodeFrame(frame));
+      this.options.transport.send(
+        to,
+        this.channel,
+        encodeFrame({ ...frame, fromAddress: this.ownAddress() }),
+      );
     } catch (err) {
       this.metrics.droppedMessages.inc({ node: this.nodeId, reason: "send" });
       this.log.warn({ node: this.nodeId, to, err: String(err) }, "could not send to peer");
@@ -792,7 +813,9 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
       this.log.debug({ node: this.nodeId, from, error: decoded.error }, "dropped a malformed raft frame");
       return;
     }
-    const { messages, chunk, ack } = decoded.frame;
+    const { messages, chunk, ack, fromAddress } = decoded.frame;
+    // A sender this node cannot reach yet (it joined, or this configuration is behind).
+    if (fromAddress && !this.reachable.has(from)) this.reach(from, fromAddress);
     for (const m of messages) {
       if (m.from !== from || m.to !== this.nodeId) {
         this.metrics.droppedMessages.inc({ node: this.nodeId, reason: "misaddressed" });

@@ -37,10 +37,11 @@ describe("Raft wire encoding", () => {
       reject: true,
       rejectHint: 3,
     });
-    const r = decodeFrame(encodeFrame({ messages: [sample, snap, hb] }));
+    const r = decodeFrame(encodeFrame({ messages: [sample, snap, hb], fromAddress: "10.0.0.1:7000" }));
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(r.frame.messages).toEqual([sample, snap, hb]);
+    expect(r.frame.fromAddress).toBe("10.0.0.1:7000");
   });
 
   it("round-trips snapshot chunks and acks", () => {

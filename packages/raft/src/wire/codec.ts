@@ -22,6 +22,8 @@ export interface RaftFrame {
   readonly messages: readonly Message[];
   readonly chunk?: SnapshotChunk | undefined;
   readonly ack?: SnapshotAck | undefined;
+  /** The sender's peer address ("" when not given). */
+  readonly fromAddress?: string | undefined;
 }
 
 const MESSAGE_TYPES: Record<MessageType, pb.MessageType> = {
@@ -69,6 +71,7 @@ export function encodeFrame(frame: RaftFrame): Uint8Array {
         }
       : undefined,
     ack: frame.ack,
+    fromAddress: frame.fromAddress ?? "",
   }).finish();
 }
 
@@ -107,7 +110,7 @@ export function decodeFrame(bytes: Uint8Array): DecodeResult {
       if (frame.ack.transferId === "") throw new WireError("snapshot ack without a transfer id");
       ack = { transferId: frame.ack.transferId, received: frame.ack.received, reject: frame.ack.reject };
     }
-    return { ok: true, frame: { messages, chunk, ack } };
+    return { ok: true, frame: { messages, chunk, ack, fromAddress: frame.fromAddress } };
   } catch (err) {
     return { ok: false, error: err instanceof Error ? err.message : String(err) };
   }

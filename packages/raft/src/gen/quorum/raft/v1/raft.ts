@@ -214,7 +214,14 @@ export interface SnapshotAck {
 export interface Frame {
   messages: Message[];
   chunk: SnapshotChunk | undefined;
-  ack: SnapshotAck | undefined;
+  ack:
+    | SnapshotAck
+    | undefined;
+  /**
+   * The sender's own peer address, so a receiver that does not know it (a node joining, or
+   * whose configuration is behind) can still answer.
+   */
+  fromAddress: string;
 }
 
 function createBaseEntry(): Entry {
@@ -1069,7 +1076,7 @@ export const SnapshotAck: MessageFns<SnapshotAck> = {
 };
 
 function createBaseFrame(): Frame {
-  return { messages: [], chunk: undefined, ack: undefined };
+  return { messages: [], chunk: undefined, ack: undefined, fromAddress: "" };
 }
 
 export const Frame: MessageFns<Frame> = {
@@ -1082,6 +1089,9 @@ export const Frame: MessageFns<Frame> = {
     }
     if (message.ack !== undefined) {
       SnapshotAck.encode(message.ack, writer.uint32(26).fork()).join();
+    }
+    if (message.fromAddress !== "") {
+      writer.uint32(34).string(message.fromAddress);
     }
     return writer;
   },
@@ -1123,6 +1133,14 @@ export const Frame: MessageFns<Frame> = {
             message.ack = SnapshotAck.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.fromAddress = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1140,6 +1158,11 @@ export const Frame: MessageFns<Frame> = {
       messages: globalThis.Array.isArray(object?.messages) ? object.messages.map((e: any) => Message.fromJSON(e)) : [],
       chunk: isSet(object.chunk) ? SnapshotChunk.fromJSON(object.chunk) : undefined,
       ack: isSet(object.ack) ? SnapshotAck.fromJSON(object.ack) : undefined,
+      fromAddress: isSet(object.fromAddress)
+        ? globalThis.String(object.fromAddress)
+        : isSet(object.from_address)
+        ? globalThis.String(object.from_address)
+        : "",
     };
   },
 
@@ -1154,6 +1177,9 @@ export const Frame: MessageFns<Frame> = {
     if (message.ack !== undefined) {
       obj.ack = SnapshotAck.toJSON(message.ack);
     }
+    if (message.fromAddress !== "") {
+      obj.fromAddress = message.fromAddress;
+    }
     return obj;
   },
 
@@ -1167,6 +1193,7 @@ export const Frame: MessageFns<Frame> = {
       ? SnapshotChunk.fromPartial(object.chunk)
       : undefined;
     message.ack = (object.ack !== undefined && object.ack !== null) ? SnapshotAck.fromPartial(object.ack) : undefined;
+    message.fromAddress = object.fromAddress ?? "";
     return message;
   },
 };
