@@ -47,6 +47,7 @@ const cases: { name: string; lines: RegExp[] }[] = [
     lines: [
       /outcome: committed/,
       /commit record for transfer-2 is durable \.\.\. and the coordinator crashes/,
+      /the client hears: OUTCOME_UNKNOWN/,
       /bank-a: transfer-2 is prepared, 1 key locked/,
       /bank-b: transfer-2 is prepared, 1 key locked/,
       /decision log: transfer-2=commit/,

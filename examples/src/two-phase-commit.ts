@@ -22,6 +22,7 @@ import {
   ParticipantNode,
   SqliteDecisionLog,
   SqliteKvStorage,
+  TxnError,
   type TxPart,
 } from "@quorum/txn";
 import { check, exitIfStuck, section, sleep, waitFor } from "./util.js";
@@ -151,10 +152,16 @@ async function main(): Promise<void> {
 
   section("A transfer of 20, and the coordinator crashes right after deciding commit");
   armed = true;
-  // In a real crash the client's connection dies with the coordinator and it never hears an
-  // answer; here the client is in the same process, so we just do not wait for one.
-  void coordinator.transact(transfer(20), { txId: "transfer-2" });
+  // The client is in the same process here, so it hears how the crash looks from its side:
+  // the decision was being written, so the outcome is unknown (never a false "aborted").
+  const second = coordinator.transact(transfer(20), { txId: "transfer-2" }).then(
+    (r) => r.status,
+    (e: unknown) => (e instanceof TxnError ? e.code : String(e)),
+  );
   await didCrash;
+  const heard = await second;
+  console.log(`  the client hears: ${heard}`);
+  check(heard === "OUTCOME_UNKNOWN", "the client is told the outcome is unknown, not that it aborted");
 
   section("While the coordinator is down, the participants are stuck, and must be");
   await sleep(300); // a few outcome queries go unanswered
