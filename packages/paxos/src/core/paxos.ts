@@ -25,7 +25,7 @@ export interface PaxosConfig {
   readonly voters: readonly NodeId[];
   /** Durable acceptor state recovered from storage (empty for a fresh node). */
   readonly state?: AcceptorState | undefined;
-  /** Seeded randomness for election backoff; never Math.random in tests. */
+  /** Seeded randomness for election backoff; never an unseeded global source. */
   readonly random: () => number;
   /** Ticks without hearing a leader before campaigning (plus a random backoff). Default 10. */
   readonly electionTicks?: number | undefined;
