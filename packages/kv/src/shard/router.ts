@@ -362,6 +362,9 @@ export class ShardedKvService {
     const target = this.targetShard(call);
     const r = await this.services[target ?? 0]!.leaseTimeToLive(req, this.sub(call, req));
     if (target === undefined && req.keys && r.TTL >= 0n && this.shards.length > 1) {
+      // Keys attached through other nodes may not be applied here yet: a read barrier per
+      // shard makes the local replicas reflect every put acknowledged before this call.
+      await Promise.all(this.shards.map((s) => s.log.read({ timeoutMs: this.requestTimeoutMs })));
       r.keys = this.shards.flatMap((s) => s.store.leaseKeys(req.ID));
     }
     return r;

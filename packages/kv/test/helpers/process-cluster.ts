@@ -48,12 +48,28 @@ export interface ProcessNode {
   readonly client: string;
   readonly peer: string;
   readonly dataDir: string;
+  /** `--listen-metrics` address (serves /status with per-shard roles), when the cluster has one. */
+  readonly metrics: string | undefined;
   process: ChildProcess | undefined;
   /** Set once the process said it serves clients. */
   ready: Promise<void>;
   /** Output of every incarnation, for failure reports. */
   output: string;
   starts: number;
+}
+
+/** What a node's `/status` says (the fields these tests read). */
+export interface NodeStatus {
+  readonly name: string;
+  readonly role: string;
+  readonly term: number;
+  readonly shards?: readonly {
+    shard: number;
+    role: string;
+    term: number;
+    leaderId?: string;
+    kvRevision: number;
+  }[];
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -68,22 +84,36 @@ export class ProcessCluster {
   private readonly maintClients = new Map<string, MaintClient>();
   private closed = false;
 
-  private constructor(readonly dir: string) {}
+  private constructor(
+    readonly dir: string,
+    /** `--shards N` of every node (1: the flag is not passed). */
+    readonly shards: number,
+  ) {}
 
-  static async start(options: { nodes?: number; prefix?: string } = {}): Promise<ProcessCluster> {
+  /**
+   * `shards`: passed as `--shards N` to every node (default 1). `metrics`: give every node a
+   * `--listen-metrics` address, so `shardLeaders()` can read each shard's role from /status
+   * (default: on when `shards` > 1).
+   */
+  static async start(
+    options: { nodes?: number; prefix?: string; shards?: number; metrics?: boolean } = {},
+  ): Promise<ProcessCluster> {
     if (!existsSync(cliPath)) {
       throw new Error(`${cliPath} is missing: run \`pnpm build\` (pnpm test builds first)`);
     }
     const n = options.nodes ?? 3;
-    const cluster = new ProcessCluster(mkdtempSync(join(tmpdir(), options.prefix ?? "quorum-kv-")));
+    const shards = options.shards ?? 1;
+    const withMetrics = options.metrics ?? shards > 1;
+    const cluster = new ProcessCluster(mkdtempSync(join(tmpdir(), options.prefix ?? "quorum-kv-")), shards);
     try {
-      const ports = await freePorts(2 * n);
+      const ports = await freePorts(3 * n);
       for (let i = 0; i < n; i++) {
         const name = `n${i + 1}`;
         cluster.nodes.push({
           name,
-          client: `127.0.0.1:${ports[2 * i]}`,
-          peer: `127.0.0.1:${ports[2 * i + 1]}`,
+          client: `127.0.0.1:${ports[3 * i]}`,
+          peer: `127.0.0.1:${ports[3 * i + 1]}`,
+          metrics: withMetrics ? `127.0.0.1:${ports[3 * i + 2]}` : undefined,
           dataDir: join(cluster.dir, name),
           process: undefined,
           ready: Promise.resolve(),
@@ -94,6 +124,7 @@ export class ProcessCluster {
       for (const node of cluster.nodes) cluster.spawn(node.name);
       await Promise.all(cluster.nodes.map((node) => node.ready));
       await cluster.waitForLeader();
+      if (withMetrics && shards > 1) await cluster.waitForShardLeaders();
     } catch (err) {
       await cluster.close();
       throw err;
@@ -139,6 +170,8 @@ export class ProcessCluster {
         initialCluster,
         "--log-level",
         "warn",
+        ...(this.shards > 1 ? ["--shards", String(this.shards)] : []),
+        ...(node.metrics ? ["--listen-metrics", node.metrics] : []),
       ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
@@ -243,6 +276,72 @@ export class ProcessCluster {
       const l = await this.leader();
       if (l) return l;
       if (Date.now() > deadline) throw new Error(`no leader after ${timeoutMs} ms\n${this.tail()}`);
+      await sleep(100);
+    }
+  }
+
+  /** A node's /status JSON (needs `metrics`), or undefined when it is down or does not answer. */
+  async nodeStatus(name: string, timeoutMs = 1_000): Promise<NodeStatus | undefined> {
+    const node = this.node(name);
+    if (!node.metrics) throw new Error("the cluster was started without metrics: pass { metrics: true }");
+    if (!this.isUp(name)) return undefined;
+    try {
+      const res = await fetch(`http://${node.metrics}/status`, { signal: AbortSignal.timeout(timeoutMs) });
+      return (await res.json()) as NodeStatus;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Per shard, the live node that says it leads that shard in the highest term (undefined if
+   * none does). Needs `metrics`.
+   */
+  async shardLeaders(): Promise<(string | undefined)[]> {
+    const statuses = await Promise.all(
+      this.nodes.map(async (n) => [n.name, await this.nodeStatus(n.name)] as const),
+    );
+    const leaders: (string | undefined)[] = [];
+    for (let shard = 0; shard < this.shards; shard++) {
+      let best: [string, number] | undefined;
+      for (const [name, st] of statuses) {
+        const s = st?.shards?.[shard];
+        if (s?.role === "leader" && (!best || s.term > best[1])) best = [name, s.term];
+      }
+      leaders.push(best?.[0]);
+    }
+    return leaders;
+  }
+
+  /** Waits until every shard has a leader (by /status; needs `metrics`). */
+  async waitForShardLeaders(timeoutMs = 15_000): Promise<(string | undefined)[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const l = await this.shardLeaders();
+      if (l.every((x) => x !== undefined)) return l;
+      if (Date.now() > deadline)
+        throw new Error(`shard leaders after ${timeoutMs} ms: ${JSON.stringify(l)}\n${this.tail()}`);
+      await sleep(100);
+    }
+  }
+
+  /**
+   * Waits until every node is up and knows a leader for every shard (by /status; needs
+   * `metrics`). A restarted node may not hear from a leader for a few seconds: the leader's
+   * transport redials it with a backoff of up to 5 s.
+   */
+  async waitUntilAllKnowLeaders(timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const statuses = await Promise.all(this.nodes.map((n) => this.nodeStatus(n.name)));
+      const ok = statuses.every(
+        (st) => st?.shards?.length === this.shards && st.shards.every((s) => s.leaderId !== undefined),
+      );
+      if (ok) return;
+      if (Date.now() > deadline)
+        throw new Error(
+          `not every node knows every shard's leader after ${timeoutMs} ms: ${JSON.stringify(statuses.map((st) => st?.shards?.map((s) => s.leaderId ?? null)))}\n${this.tail()}`,
+        );
       await sleep(100);
     }
   }

@@ -1,5 +1,5 @@
 import type { LogEntry, ReplicatedLog, Snapshot, StateMachine } from "@quorum/consensus";
-import { type ApplyResult, KvService, KvStore } from "@quorum/kv";
+import { type ApplyResult, KvService, KvStore, ShardedKvService } from "@quorum/kv";
 // Raft's public index by path: @quorum/raft is not (yet) a devDependency of @quorum/kv, and
 // this test-only import must not become a runtime dependency (kv runs on any ReplicatedLog).
 import { type LogStore, RaftNode, type RaftNodeOptions, SqliteLogStore } from "@quorum/raft";
@@ -14,22 +14,33 @@ import { type NodeContext, SimCluster, type Simulation } from "@quorum/sim";
  * test/kill.test.ts does with real processes.)
  */
 export interface DurableNode {
+  /** Shard 0's (the only one's without `shards`). */
   readonly log: SqliteLogStore;
   readonly store: KvStore;
+  /** Every shard's log and store, in shard order (one entry without `shards`). */
+  readonly shards: readonly { readonly log: SqliteLogStore; readonly store: KvStore }[];
 }
 
 /** One running incarnation: the Raft node and the etcd service in front of it. */
 export interface SimKvNode {
+  /** Shard 0's Raft node (the only one without `shards`). */
   readonly raft: RaftNode<ApplyResult>;
+  /** Shard 0's service (the only one without `shards`). */
   readonly service: KvService;
   readonly incarnation: number;
+  /** Every shard's Raft node, in shard order (one entry without `shards`). */
+  readonly rafts: readonly RaftNode<ApplyResult>[];
+  /** With `shards` > 1: the node's router over every shard (what the gRPC server calls). */
+  readonly router: ShardedKvService | undefined;
 }
 
 export interface SimKv {
   readonly cluster: SimCluster<SimKvNode>;
   readonly durable: Map<string, DurableNode>;
-  /** The live node that leads in the highest term, if any. */
+  /** The live node that leads (shard 0, or the only shard) in the highest term, if any. */
   leader(): string | undefined;
+  /** The live node that leads shard `shard` in the highest term, if any. */
+  shardLeader(shard: number): string | undefined;
   /** Closes every live node and every durable database. */
   close(): Promise<void>;
 }
@@ -39,6 +50,12 @@ export interface SimKvOptions {
   readonly raft?: (ctx: NodeContext) => Partial<RaftNodeOptions<ApplyResult>>;
   /** Deadline the service gives proposals and read barriers (virtual ms). */
   readonly requestTimeoutMs?: number;
+  /**
+   * Shards per node (default 1: one RaftNode on channel "raft" and a KvService, as before).
+   * With N > 1 every node runs one RaftNode per shard on channel `raft-${i}` over its one
+   * simulated transport, each with its own log and store, behind a ShardedKvService.
+   */
+  readonly shards?: number;
 }
 
 /** A LogStore that a crashed incarnation can no longer write. */
@@ -116,11 +133,13 @@ function fencedService(log: RaftNode<ApplyResult>, dead: () => boolean): Replica
 export function simKv(sim: Simulation, ids: readonly string[], options: SimKvOptions = {}): SimKv {
   const durable = new Map<string, DurableNode>();
   const members = ids.map((id) => ({ id, address: id, learner: false }));
+  const shardCount = options.shards ?? 1;
   for (const id of ids) {
-    durable.set(id, {
+    const shards = Array.from({ length: shardCount }, () => ({
       log: new SqliteLogStore({ path: ":memory:", initialMembers: members }),
       store: KvStore.open({ path: ":memory:" }),
-    });
+    }));
+    durable.set(id, { log: shards[0]!.log, store: shards[0]!.store, shards });
   }
   const logger = (id: string) => ({
     debug: () => {},
@@ -132,50 +151,71 @@ export function simKv(sim: Simulation, ids: readonly string[], options: SimKvOpt
     const d = durable.get(ctx.id)!;
     const clock = ctx.clock as NodeContext["clock"] & { isDead(): boolean };
     const dead = () => clock.isDead();
-    const raft = new RaftNode<ApplyResult>({
-      id: ctx.id,
-      peers: [],
-      transport: ctx.transport,
-      clock: ctx.clock,
-      storage: fencedLog(d.log, dead),
-      stateMachine: fencedMachine(d.store, dead),
-      random: ctx.prng.random(),
-      tickMs: 10,
-      electionTicks: 10,
-      defaultTimeoutMs: 500,
-      logger: logger(ctx.id),
-      ...options.raft?.(ctx),
-    });
-    await raft.start();
-    const service = new KvService({
-      log: fencedService(raft, dead),
-      store: d.store,
+    const rafts = d.shards.map(
+      (shard, i) =>
+        new RaftNode<ApplyResult>({
+          id: ctx.id,
+          peers: [],
+          transport: ctx.transport,
+          clock: ctx.clock,
+          storage: fencedLog(shard.log, dead),
+          stateMachine: fencedMachine(shard.store, dead),
+          random: ctx.prng.random(),
+          tickMs: 10,
+          electionTicks: 10,
+          defaultTimeoutMs: 500,
+          logger: logger(shardCount > 1 ? `${ctx.id}/shard ${i}` : ctx.id),
+          ...(shardCount > 1 ? { channel: `raft-${i}` } : {}),
+          ...options.raft?.(ctx),
+        }),
+    );
+    await Promise.all(rafts.map((r) => r.start()));
+    if (shardCount === 1) {
+      const service = new KvService({
+        log: fencedService(rafts[0]!, dead),
+        store: d.store,
+        requestTimeoutMs: options.requestTimeoutMs ?? 500,
+        logger: logger(ctx.id),
+        // Lease expiry and watch progress run on virtual time, and die with the node.
+        clock: ctx.clock,
+      });
+      return { raft: rafts[0]!, service, incarnation: ctx.incarnation, rafts, router: undefined };
+    }
+    const router = new ShardedKvService({
+      shards: d.shards.map((shard, i) => ({ log: fencedService(rafts[i]!, dead), store: shard.store })),
       requestTimeoutMs: options.requestTimeoutMs ?? 500,
       logger: logger(ctx.id),
-      // Lease expiry and watch progress run on virtual time, and die with the node.
       clock: ctx.clock,
+      // The router's bump timer is a real setInterval (it takes no clock): keep it out of the
+      // simulation. Bumps only serve reads over several shards, which these tests do not make.
+      shardBumpIntervalMs: 1_000_000_000,
     });
-    return { raft, service, incarnation: ctx.incarnation };
+    return { raft: rafts[0]!, service: router.services[0]!, incarnation: ctx.incarnation, rafts, router };
   });
+  const leaderOf = (shard: number) => {
+    let best: [string, number] | undefined;
+    for (const [id, n] of cluster.runtimes()) {
+      const s = n.rafts[shard]!.status();
+      if (s.role === "leader" && (!best || s.term > best[1])) best = [id, s.term];
+    }
+    return best?.[0];
+  };
   return {
     cluster,
     durable,
-    leader() {
-      let best: [string, number] | undefined;
-      for (const [id, n] of cluster.runtimes()) {
-        const s = n.raft.status();
-        if (s.role === "leader" && (!best || s.term > best[1])) best = [id, s.term];
-      }
-      return best?.[0];
-    },
+    leader: () => leaderOf(0),
+    shardLeader: leaderOf,
     async close() {
       for (const n of cluster.runtimes().values()) {
-        n.service.close();
-        await n.raft.close();
+        if (n.router) n.router.close();
+        else n.service.close();
+        for (const r of n.rafts) await r.close();
       }
       for (const d of durable.values()) {
-        d.store.close();
-        d.log.close();
+        for (const shard of d.shards) {
+          shard.store.close();
+          shard.log.close();
+        }
       }
     },
   };
