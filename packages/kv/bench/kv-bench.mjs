@@ -1,26 +1,38 @@
 #!/usr/bin/env node
-// Quorum's etcd-compatible store against a real etcd, same machine, same load, one run.
+// Quorum's etcd-compatible store over Raft and over Paxos against a real etcd, same machine,
+// same load, one run.
 //
-// Starts a three-node Quorum cluster (`quorum node` processes, Raft, SQLite with
-// synchronous=FULL) and, when `etcd` is on PATH (Debian etcd-server), a three-member etcd
-// (which fsyncs its WAL by default), both on 127.0.0.1 with data in temp dirs. Then, per
-// scenario, runs short rounds alternating the two systems and quotes medians:
+// Starts a three-node Quorum cluster over Raft and one over Paxos (`quorum node --consensus
+// raft|paxos` processes, SQLite with synchronous=FULL) and, when `etcd` is on PATH (Debian
+// etcd-server), a three-member etcd (which fsyncs its WAL by default), all on 127.0.0.1 with
+// data in temp dirs. Then, per scenario, runs short rounds alternating the systems (round r
+// starts with the r-th system, so with three systems and three rounds each one goes first,
+// second and third once) and quotes medians:
 //   put-1, put-16, put-64: Put of a 256-byte value to one of 1,000 keys, N requests in flight
 //   range-64:              linearizable Range of one key, 64 in flight
 // The load generator is the same grpc-js code for both (etcd's proto is the same): raw
 // pre-encoded requests, responses not decoded, clients spread over up to 8 connections to the
-// leader. Prints a table and one JSON line with Quorum/etcd ratios. Stops by itself, kills
-// every process it started, removes its temp dirs.
+// leader. Prints a table and one JSON line with Quorum-Raft/etcd ratios (`ratios`, `goal`) and
+// Quorum-Paxos/Quorum-Raft ratios (`paxosVsRaft`, `paxosGoal`: Paxos throughput at least 0.8x
+// Raft's and p99 no worse than Raft's, per scenario). `results.quorum` is the same object as
+// `results["quorum-raft"]` (the name older readers know). Stops by itself, kills every process
+// it started, removes its temp dirs.
+//
+// All systems get the same rounds and seconds. With the defaults (3 systems x 4 scenarios x
+// 3 rounds x (3 s + 0.5 s warm-up)) a run takes about 2-2.5 minutes; for a quicker look use
+// e.g. BENCH_ROUNDS=1 BENCH_SECONDS=1, or fewer systems.
 //
 // Options (env): BENCH_ROUNDS (3), BENCH_SECONDS (3), BENCH_WARMUP_SECONDS (0.5),
-// BENCH_SYSTEMS ("quorum,etcd"), BENCH_SCENARIOS ("put-1,put-16,put-64,range-64"),
-// BENCH_PROFILE_DIR (run the Quorum nodes with --cpu-prof into that dir; profiles are written
-// when they stop on SIGTERM at the end), BENCH_ENDPOINT_MODE ("leader" or "spread": clients
-// spread over every member, followers forward).
+// BENCH_SYSTEMS ("raft,paxos,etcd": any of raft (alias quorum, quorum-raft), paxos (alias
+// quorum-paxos) and etcd; etcd is skipped when not on PATH), BENCH_SCENARIOS
+// ("put-1,put-16,put-64,range-64"), BENCH_PROFILE_DIR (run the Quorum nodes with --cpu-prof
+// into that dir, Raft nodes as n1.cpuprofile..., Paxos nodes as paxos-n1.cpuprofile...;
+// profiles are written when they stop on SIGTERM at the end), BENCH_ENDPOINT_MODE ("leader" or
+// "spread": clients spread over every member, followers forward).
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import grpc from "@grpc/grpc-js";
@@ -30,7 +42,28 @@ import { PutRequest, RangeRequest, StatusResponse } from "../dist/gen/etcdserver
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 0.5);
-const SYSTEMS = (process.env.BENCH_SYSTEMS ?? "quorum,etcd").split(",");
+const SYSTEM_ALIASES = {
+  raft: "quorum-raft",
+  quorum: "quorum-raft",
+  "quorum-raft": "quorum-raft",
+  paxos: "quorum-paxos",
+  "quorum-paxos": "quorum-paxos",
+  etcd: "etcd",
+};
+const SYSTEMS = (process.env.BENCH_SYSTEMS ?? "raft,paxos,etcd")
+  .split(",")
+  .map((s) => s.trim())
+  .filter(Boolean)
+  .map((s) => {
+    const system = SYSTEM_ALIASES[s];
+    if (!system) {
+      process.stderr.write(`kv-bench: BENCH_SYSTEMS: unknown system "${s}" (raft, paxos, etcd)\n`);
+      process.exit(2);
+    }
+    return system;
+  });
+const PAXOS_THROUGHPUT_GOAL = 0.8; // Paxos ops/s at least this share of Raft's
+const PAXOS_P99_GOAL = 1; // Paxos p99 at most this multiple of Raft's
 const SCENARIOS = (process.env.BENCH_SCENARIOS ?? "put-1,put-16,put-64,range-64").split(",");
 const PROFILE_DIR = process.env.BENCH_PROFILE_DIR;
 const ENDPOINT_MODE = process.env.BENCH_ENDPOINT_MODE ?? "leader";
@@ -158,9 +191,9 @@ async function waitForLeader(endpoints, timeoutMs = 30_000) {
 
 // ---- clusters ---------------------------------------------------------------------------
 
-async function startQuorum() {
+async function startQuorum(consensus) {
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`pnpm build\` first`);
-  const dir = mkdtempSync(join(tmpdir(), "kv-bench-quorum-"));
+  const dir = mkdtempSync(join(tmpdir(), `kv-bench-quorum-${consensus}-`));
   tempDirs.push(dir);
   const ports = await freePorts(6);
   const nodes = [0, 1, 2].map((i) => ({
@@ -170,11 +203,12 @@ async function startQuorum() {
   }));
   const initial = nodes.map((n) => `${n.name}=${n.peer}`).join(",");
   const procs = nodes.map((n) => {
+    const profileName = `${consensus === "raft" ? "" : `${consensus}-`}${n.name}.cpuprofile`;
     const flags = PROFILE_DIR
-      ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${n.name}.cpuprofile`]
+      ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${profileName}`]
       : [];
     if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true });
-    return start(`quorum ${n.name}`, process.execPath, [
+    return start(`quorum-${consensus} ${n.name}`, process.execPath, [
       ...flags,
       cli,
       "node",
@@ -188,6 +222,10 @@ async function startQuorum() {
       n.peer,
       "--initial-cluster",
       initial,
+      "--initial-cluster-token",
+      `kv-bench-${consensus}-${process.pid}`,
+      "--consensus",
+      consensus,
       "--log-level",
       "warn",
     ]);
@@ -195,7 +233,7 @@ async function startQuorum() {
   const endpoints = nodes.map((n) => n.client);
   const leader = await waitForLeader(endpoints);
   return {
-    name: "quorum",
+    name: `quorum-${consensus}`,
     endpoints,
     leader,
     procs,
@@ -372,10 +410,17 @@ const median = (xs) => {
 async function main() {
   const scenarios = SCENARIOS.map(parseScenario);
   const clusters = [];
+  // Other work on the machine skews every number here: note the load before and after.
+  const loadBefore = loadavg()[0];
+  if (loadBefore > availableParallelism())
+    log(
+      `1-min load average ${loadBefore.toFixed(1)} on ${availableParallelism()} cores: the machine is busy, numbers will be noisy`,
+    );
   try {
-    if (SYSTEMS.includes("quorum")) {
-      clusters.push(await startQuorum());
-      log(`quorum: 3 nodes, leader ${clusters.at(-1).leader}`);
+    for (const consensus of ["raft", "paxos"]) {
+      if (!SYSTEMS.includes(`quorum-${consensus}`)) continue;
+      clusters.push(await startQuorum(consensus));
+      log(`quorum-${consensus}: 3 nodes, leader ${clusters.at(-1).leader}`);
     }
     if (SYSTEMS.includes("etcd")) {
       if (onPath("etcd")) {
@@ -385,6 +430,8 @@ async function main() {
         log("etcd is not on PATH (Debian: apt-get install etcd-server): measuring Quorum only");
       }
     }
+    // The order systems were asked for (the table and the rotation follow it).
+    clusters.sort((a, b) => SYSTEMS.indexOf(a.name) - SYSTEMS.indexOf(b.name));
     // Every key exists before anything is measured (ranges read real values).
     for (const cluster of clusters) {
       const c = channel(cluster.leader, 99);
@@ -397,7 +444,9 @@ async function main() {
     const results = {};
     for (const scenario of scenarios) {
       for (let round = 0; round < ROUNDS; round++) {
-        const order = round % 2 === 0 ? clusters : [...clusters].reverse();
+        // Rotate the order each round (with two systems this is the old A,B then B,A).
+        const shift = round % clusters.length;
+        const order = [...clusters.slice(shift), ...clusters.slice(0, shift)];
         for (const cluster of order) {
           // A leader may have moved (it should not, but the numbers must be about the leader).
           cluster.leader = await waitForLeader(cluster.endpoints);
@@ -426,7 +475,7 @@ async function main() {
     }
 
     const pad = (s, n) => String(s).padStart(n);
-    const header = `${"scenario".padEnd(10)} ${"system".padEnd(7)} ${pad("ops/s", 8)} ${pad("p50 ms", 8)} ${pad("p99 ms", 8)} ${pad("leader cpu", 10)} ${pad("cluster cpu", 11)} ${pad("client cpu", 10)} ${pad("errors", 6)}`;
+    const header = `${"scenario".padEnd(10)} ${"system".padEnd(12)} ${pad("ops/s", 8)} ${pad("p50 ms", 8)} ${pad("p99 ms", 8)} ${pad("leader cpu", 10)} ${pad("cluster cpu", 11)} ${pad("client cpu", 10)} ${pad("errors", 6)}`;
     const lines = [header, "-".repeat(header.length)];
     for (const scenario of scenarios) {
       for (const cluster of clusters) {
@@ -434,27 +483,67 @@ async function main() {
         if (!s) continue;
         const pct = (x) => `${Math.round(x * 100)}%`;
         lines.push(
-          `${scenario.name.padEnd(10)} ${cluster.name.padEnd(7)} ${pad(s.opsPerSec, 8)} ${pad(s.p50Ms.toFixed(2), 8)} ${pad(s.p99Ms.toFixed(2), 8)} ${pad(pct(s.leaderCpu), 10)} ${pad(pct(s.clusterCpu), 11)} ${pad(pct(s.clientCpu), 10)} ${pad(s.errors, 6)}`,
+          `${scenario.name.padEnd(10)} ${cluster.name.padEnd(12)} ${pad(s.opsPerSec, 8)} ${pad(s.p50Ms.toFixed(2), 8)} ${pad(s.p99Ms.toFixed(2), 8)} ${pad(pct(s.leaderCpu), 10)} ${pad(pct(s.clusterCpu), 11)} ${pad(pct(s.clientCpu), 10)} ${pad(s.errors, 6)}`,
+        );
+      }
+    }
+    const loadAfter = loadavg()[0];
+    const ratiosOf = (a, b) => {
+      const out = {};
+      if (!summary[a] || !summary[b]) return out;
+      for (const scenario of scenarios) {
+        const x = summary[a][scenario.name];
+        const y = summary[b][scenario.name];
+        if (!x || !y) continue;
+        out[scenario.name] = {
+          throughput: Number((x.opsPerSec / y.opsPerSec).toFixed(3)),
+          p50: Number((x.p50Ms / y.p50Ms).toFixed(3)),
+          p99: Number((x.p99Ms / y.p99Ms).toFixed(3)),
+        };
+      }
+      return out;
+    };
+    const ratios = ratiosOf("quorum-raft", "etcd");
+    const paxosVsRaft = ratiosOf("quorum-paxos", "quorum-raft");
+    const paxosGoalScenarios = Object.fromEntries(
+      Object.entries(paxosVsRaft).map(([name, r]) => [
+        name,
+        {
+          throughputAtLeast0_8xRaft: r.throughput >= PAXOS_THROUGHPUT_GOAL,
+          p99NoWorseThanRaft: r.p99 <= PAXOS_P99_GOAL,
+        },
+      ]),
+    );
+    const paxosGoal =
+      Object.keys(paxosGoalScenarios).length > 0
+        ? {
+            met: Object.values(paxosGoalScenarios).every(
+              (g) => g.throughputAtLeast0_8xRaft && g.p99NoWorseThanRaft,
+            ),
+            scenarios: paxosGoalScenarios,
+          }
+        : undefined;
+    const ratioLines = [];
+    const fmt = (x) => `${x.toFixed(2)}x`;
+    for (const [title, rs] of [
+      ["quorum-raft / etcd", ratios],
+      ["quorum-paxos / quorum-raft", paxosVsRaft],
+    ]) {
+      if (Object.keys(rs).length === 0) continue;
+      ratioLines.push(`${title.padEnd(26)} ${"ops/s".padStart(8)} ${"p50".padStart(8)} ${"p99".padStart(8)}`);
+      for (const [name, r] of Object.entries(rs)) {
+        const g = title.startsWith("quorum-paxos") ? paxosGoalScenarios[name] : undefined;
+        const verdict = g
+          ? `   goal (>= ${PAXOS_THROUGHPUT_GOAL}x ops/s, p99 <= ${PAXOS_P99_GOAL}x): ${g.throughputAtLeast0_8xRaft && g.p99NoWorseThanRaft ? "met" : `missed (${[g.throughputAtLeast0_8xRaft ? "" : "ops/s", g.p99NoWorseThanRaft ? "" : "p99"].filter(Boolean).join(", ")})`}`
+          : "";
+        ratioLines.push(
+          `  ${name.padEnd(24)} ${fmt(r.throughput).padStart(8)} ${fmt(r.p50).padStart(8)} ${fmt(r.p99).padStart(8)}${verdict}`,
         );
       }
     }
     process.stdout.write(
-      `\nkv-bench: 3 nodes each, ${VALUE_BYTES}-byte values, ${KEYS} keys, medians of ${ROUNDS} rounds of ${SECONDS}s, clients -> ${ENDPOINT_MODE}\n${lines.join("\n")}\n\n`,
+      `\nkv-bench: 3 nodes each, ${VALUE_BYTES}-byte values, ${KEYS} keys, medians of ${ROUNDS} rounds of ${SECONDS}s, clients -> ${ENDPOINT_MODE}, 1-min load ${loadBefore.toFixed(1)} -> ${loadAfter.toFixed(1)} on ${availableParallelism()} cores\n${lines.join("\n")}\n\n${ratioLines.length ? `${ratioLines.join("\n")}\n\n` : ""}`,
     );
-
-    const ratios = {};
-    if (summary.quorum && summary.etcd) {
-      for (const scenario of scenarios) {
-        const q = summary.quorum[scenario.name];
-        const e = summary.etcd[scenario.name];
-        if (!q || !e) continue;
-        ratios[scenario.name] = {
-          throughput: Number((q.opsPerSec / e.opsPerSec).toFixed(3)),
-          p50: Number((q.p50Ms / e.p50Ms).toFixed(3)),
-          p99: Number((q.p99Ms / e.p99Ms).toFixed(3)),
-        };
-      }
-    }
     const goal =
       ratios["put-64"] && ratios["range-64"]
         ? {
@@ -471,16 +560,30 @@ async function main() {
         rounds: ROUNDS,
         seconds: SECONDS,
         endpointMode: ENDPOINT_MODE,
-        versions: Object.fromEntries(clusters.map((c) => [c.name, c.version])),
-        results: summary,
+        cores: availableParallelism(),
+        loadAverage: { before: Number(loadBefore.toFixed(2)), after: Number(loadAfter.toFixed(2)) },
+        versions: Object.fromEntries(
+          clusters.flatMap((c) =>
+            c.name === "quorum-raft"
+              ? [
+                  ["quorum", c.version],
+                  [c.name, c.version],
+                ]
+              : [[c.name, c.version]],
+          ),
+        ),
+        systems: clusters.map((c) => c.name),
+        results: summary["quorum-raft"] ? { quorum: summary["quorum-raft"], ...summary } : summary,
         ratios,
         goal,
+        paxosVsRaft,
+        paxosGoal,
       })}\n`,
     );
   } finally {
     // Graceful stop only when profiling (Node writes --cpu-prof output at a clean exit).
     for (const cluster of clusters)
-      await stopCluster(cluster, Boolean(PROFILE_DIR) && cluster.name === "quorum");
+      await stopCluster(cluster, Boolean(PROFILE_DIR) && cluster.name.startsWith("quorum-"));
     cleanup();
   }
 }
