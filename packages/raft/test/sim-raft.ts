@@ -1,13 +1,27 @@
 import type { RecordedResult } from "@quorum/consensus/testing";
 import { RecordingStateMachine } from "@quorum/consensus/testing";
-import { type NodeContext, SimCluster, type Simulation } from "@quorum/sim";
+import { type NodeContext, SimCluster, type SimDisk, type Simulation } from "@quorum/sim";
 import { type LogStore, MemoryStorage, RaftNode, type RaftNodeOptions } from "../src/index.js";
-import { SafetyChecker } from "../src/testing/index.js";
+import { SafetyChecker, SimDiskLogStore } from "../src/testing/index.js";
 
 export interface Durable {
-  readonly storage: MemoryStorage;
+  /** The log of the node's current (or last) incarnation. */
+  readonly storage: LogStore;
   readonly machine: RecordingStateMachine;
 }
+
+export interface SimRaftOptions {
+  /**
+   * Keep each node's log in a SimDiskLogStore on its SimDisk (reopened from the synced bytes
+   * at every restart), instead of a MemoryStorage that survives crashes whole.
+   */
+  readonly disk?: boolean;
+  /** With `disk`: wraps the incarnation's store (e.g. to plant a late-sync bug). */
+  readonly wrapStore?: (store: SimDiskLogStore, ctx: NodeContext) => LogStore;
+}
+
+/** The file name of a node's log on its SimDisk. */
+export const LOG_FILE = "raft.log";
 
 /** A LogStore that a crashed incarnation can no longer write (its leftover code is fenced). */
 export function fenced(store: LogStore, dead: () => boolean): LogStore {
@@ -51,18 +65,25 @@ export function simRaft(
   ids: readonly string[],
   extra: (ctx: NodeContext) => Partial<RaftNodeOptions<RecordedResult>> = () => ({}),
   initial: readonly string[] = ids,
+  options: SimRaftOptions = {},
 ): SimRaft {
-  const durable = new Map<string, Durable>();
+  const durable = new Map<string, { storage: LogStore; machine: RecordingStateMachine }>();
+  const bootstrap = initial.map((p) => ({ id: p, address: p, learner: false }));
   for (const id of ids) {
     durable.set(id, {
-      storage: initial.includes(id)
-        ? MemoryStorage.bootstrap(initial.map((p) => ({ id: p, address: p, learner: false })))
-        : new MemoryStorage(),
+      storage: initial.includes(id) ? MemoryStorage.bootstrap(bootstrap) : new MemoryStorage(),
       machine: new RecordingStateMachine(),
     });
   }
   const cluster = new SimCluster<RaftNode<RecordedResult>>(sim, ids, async (ctx) => {
     const d = durable.get(ctx.id)!;
+    if (options.disk) {
+      // Only what was synced survived the last crash (SimDisk): reopen the log from it.
+      const store = new SimDiskLogStore(ctx.disk.file(LOG_FILE), {
+        ...(initial.includes(ctx.id) ? { initialMembers: bootstrap } : {}),
+      });
+      d.storage = options.wrapStore ? options.wrapStore(store, ctx) : store;
+    }
     const clock = ctx.clock as NodeContext["clock"] & { isDead(): boolean };
     const node = new RaftNode<RecordedResult>({
       id: ctx.id,
@@ -161,4 +182,65 @@ export function addSafetyInvariant(sim: Simulation, r: SimRaft): void {
     }
     return undefined;
   });
+}
+
+/**
+ * The log `disk` would recover right now (its synced bytes only), read-only. With torn
+ * writes a crash may later keep more, never less.
+ */
+export function durableLog(disk: SimDisk): SimDiskLogStore {
+  const bytes = disk.durableContents(LOG_FILE) ?? new Uint8Array(0);
+  return new SimDiskLogStore({
+    read: () => bytes,
+    size: () => bytes.byteLength,
+    append: () => {},
+    writeAll: () => {},
+    truncate: () => {},
+    sync: () => {},
+  });
+}
+
+/**
+ * Every acknowledged command (by index) is durable — in the synced log, or covered by its
+ * snapshot — on a majority of the nodes. It must hold at every instant: a leader acknowledges
+ * only what a quorum has persisted, and voting configurations here never shrink below four, so
+ * a quorum is always at least a majority of `ids`. A runtime that acknowledges (or acks an
+ * append) before its write is synced breaks it as soon as a crash loses that write.
+ */
+export function assertDurableMajority(r: SimRaft, ackedAt: ReadonlyMap<number, string>): void {
+  const ids = r.cluster.ids;
+  const logs = ids.map((id) => durableLog(r.cluster.disk(id)));
+  const need = Math.floor(ids.length / 2) + 1;
+  for (const [index, command] of ackedAt) {
+    let holders = 0;
+    for (const log of logs) {
+      if (index <= log.snapshot().index) holders++;
+      else if (index <= log.lastIndex()) {
+        const [e] = log.entries(index, index + 1);
+        if (e && Buffer.from(e.data).toString("utf8") === command) holders++;
+      }
+    }
+    if (holders < need) {
+      throw new Error(
+        `acknowledged ${command} at index ${index} is durable on only ${holders} of ${ids.length} nodes`,
+      );
+    }
+  }
+}
+
+/** Runs `assertDurableMajority` right after every crash (failing the simulation if it breaks). */
+export function checkDurableMajorityAtCrashes(
+  sim: Simulation,
+  r: SimRaft,
+  ackedAt: ReadonlyMap<number, string>,
+): void {
+  const crash = r.cluster.crash.bind(r.cluster);
+  r.cluster.crash = (id) => {
+    crash(id);
+    try {
+      assertDurableMajority(r, ackedAt);
+    } catch (err) {
+      sim.fail(err);
+    }
+  };
 }
