@@ -3,7 +3,7 @@
 // same load, one run.
 //
 // Starts a three-node Quorum cluster over Raft and one over Paxos (`quorum node --consensus
-// raft|paxos` processes, SQLite with synchronous=FULL) and, when `etcd` is on PATH (Debian
+// raft|paxos` processes; the consensus log fsyncs every append, the store is made durable at snapshots) and, when `etcd` is on PATH (Debian
 // etcd-server), a three-member etcd (which fsyncs its WAL by default), all on 127.0.0.1 with
 // data in temp dirs. Then, per scenario, runs short rounds alternating the systems (round r
 // starts with the r-th system, so with three systems and three rounds each one goes first,

@@ -128,6 +128,9 @@ export class GrpcTransport implements Transport {
         this.refusedIncoming++;
         this.emit({ type: "refused-incoming", peer: from, reason });
       },
+      // A peer that just dialed us is up: stop waiting out our backoff towards it (up to
+      // maxMs after it was down), or a restarted node hears nothing back for seconds.
+      onAccepted: (from) => this.connections.get(from)?.redialNow(),
     });
     for (const peer of options.peers ?? []) this.addPeer(peer);
   }

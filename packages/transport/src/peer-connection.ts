@@ -126,6 +126,15 @@ export class PeerConnection {
     this.dial();
   }
 
+  /** Ends a backoff wait at once (the peer has shown it is up); otherwise does nothing. */
+  redialNow(): void {
+    if (this.state !== "backoff") return;
+    this.retryTimer?.cancel();
+    this.retryTimer = undefined;
+    this.options.backoff.reset();
+    this.dial();
+  }
+
   status(): PeerStatus {
     return {
       id: this.options.peer.id,

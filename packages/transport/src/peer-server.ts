@@ -15,6 +15,8 @@ export interface PeerServerContext {
   dispatch(from: NodeId, channel: string, payload: Uint8Array): boolean;
   /** Told about every refused Hello, for the transport's events. */
   onRefused(from: string, reason: string): void;
+  /** Told about every accepted Hello: the caller is alive and reachable now. */
+  onAccepted(from: NodeId): void;
 }
 
 /**
@@ -56,6 +58,7 @@ export function peerServerImplementation(context: PeerServerContext): {
         }
         caller = frame.hello!.from;
         call.write({ nodeId: context.nodeId, clusterId: context.clusterId });
+        context.onAccepted(caller);
       }
       for (const envelope of frame.envelopes) {
         if (envelope.from !== caller || envelope.to !== context.nodeId || envelope.channel.length === 0) {

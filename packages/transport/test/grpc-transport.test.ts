@@ -134,6 +134,30 @@ describe("GrpcTransport", () => {
     expect(events.filter((e) => e.type === "connected").length).toBe(2);
   });
 
+  it("redials a backed-off peer at once when that peer dials in", async () => {
+    // A backoff of a minute: only the peer's own Hello can bring the connection back in time.
+    const slow = { initialMs: 60_000, maxMs: 60_000, multiplier: 1, jitter: 0 };
+    const a = await node("a", { backoff: slow });
+    const b1 = await node("b");
+    const port = b1.port!;
+    a.addPeer({ id: "b", address: b1.address! });
+    const events: TransportEvent[] = [];
+    a.onEvent((event) => events.push(event));
+    a.send("b", "x", encode(1));
+    await waitFor(() => events.some((e) => e.type === "connected"), "first connection");
+    await b1.close();
+    await waitFor(() => a.peerStatus()[0]!.state === "backoff", "a backs off from b");
+
+    a.send("b", "x", encode(2));
+    const b2 = await node("b", { listen: `127.0.0.1:${port}` });
+    const got: number[] = [];
+    b2.subscribe("x", (_from, payload) => got.push(decode(payload)));
+    b2.addPeer({ id: "a", address: a.address! });
+    b2.send("a", "hello", encode(0)); // b's stream to a carries its Hello: a learns b is up
+    await waitFor(() => got.length === 1, "a's queued message after b dialed in");
+    expect(got).toEqual([2]);
+  });
+
   it("drops and counts messages beyond the queue limit of an unreachable peer", async () => {
     const a = await node("a", { queueLimit: 5 });
     // A port nobody listens on: bind a server, note its port, close it.

@@ -20,6 +20,11 @@ export class ProposalBatcher<R> {
     private readonly options: ProposeOptions & {
       readonly maxBatch?: number;
       readonly onBatch?: (size: number) => void;
+      /**
+       * The log's `proposeBatch` commits all of a batch or none of it (SingleNodeLog applies
+       * it in one transaction), so one `proposeBatch` per batch settles every entry right.
+       */
+      readonly atomicProposeBatch?: boolean;
     } = {},
   ) {}
 
@@ -39,28 +44,54 @@ export class ProposalBatcher<R> {
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, max);
       this.options.onBatch?.(batch.length);
-      void this.propose(batch);
+      this.propose(batch);
     }
   }
 
-  private async propose(batch: Pending<R>[]): Promise<void> {
+  /**
+   * Settles each request by its own entry's outcome: in a batch, one entry can fail (its
+   * timeout fires, or a new leader overwrote it) while the others commit, and those must
+   * report success. So this does not use `proposeBatch`, whose single promise (Promise.all
+   * in Raft and Paxos) rejects the whole batch on the first failed entry. It proposes each
+   * entry in one synchronous loop instead: Raft (a microtask) and Paxos (a zero-delay timer)
+   * queue proposals and append everything queued in one turn together, so the batch still
+   * reaches the log, the followers and the fsync as one append. A log whose `proposeBatch`
+   * is all or nothing (`atomicProposeBatch`) gets the batch in one call.
+   */
+  private propose(batch: Pending<R>[]): void {
     const options: ProposeOptions = {
       ...(this.options.timeoutMs !== undefined ? { timeoutMs: this.options.timeoutMs } : {}),
     };
-    try {
-      if (this.log.proposeBatch) {
-        const results = await this.log.proposeBatch(
+    if (this.options.atomicProposeBatch && this.log.proposeBatch) {
+      let proposed: Promise<readonly { readonly result: R }[]>;
+      try {
+        proposed = this.log.proposeBatch(
           batch.map((p) => p.command),
           options,
         );
-        for (const [i, p] of batch.entries()) p.resolve(results[i]!.result);
-      } else {
-        await Promise.all(
-          batch.map((p) => this.log.propose(p.command, options).then((r) => p.resolve(r.result), p.reject)),
-        );
+      } catch (err) {
+        for (const p of batch) p.reject(err);
+        return;
       }
-    } catch (err) {
-      for (const p of batch) p.reject(err);
+      proposed.then(
+        (results) => {
+          for (const [i, p] of batch.entries()) p.resolve(results[i]!.result);
+        },
+        (err: unknown) => {
+          for (const p of batch) p.reject(err);
+        },
+      );
+      return;
+    }
+    for (const p of batch) {
+      let proposed: Promise<{ readonly result: R }>;
+      try {
+        proposed = this.log.propose(p.command, options);
+      } catch (err) {
+        p.reject(err);
+        continue;
+      }
+      proposed.then((r) => p.resolve(r.result), p.reject);
     }
   }
 }

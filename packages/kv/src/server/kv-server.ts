@@ -89,6 +89,13 @@ export interface MemberInfo {
 
 export interface KvServiceOptions {
   readonly log: ReplicatedLog<ApplyResult>;
+  /**
+   * The log's `proposeBatch` commits all of a batch or none (SingleNodeLog): requests of one
+   * turn then go in one `proposeBatch` call. Otherwise (Raft, Paxos) each request is proposed
+   * on its own in the same turn, which the log still appends as one batch, so that each
+   * request reports its own entry's outcome.
+   */
+  readonly atomicProposeBatch?: boolean;
   readonly store: KvStore;
   /** `host:port` to serve etcd's API on; port 0 picks a free port. */
   readonly listen: string;
@@ -236,6 +243,24 @@ export class TooLarge {
   constructor(readonly size: number) {}
 }
 
+/** The IDs of this member and its cluster, and the membership they were computed from. */
+interface Identity {
+  readonly nodeId: string;
+  readonly members: readonly { readonly id: string; readonly address: string }[];
+  readonly clusterId: bigint;
+  readonly memberId: bigint;
+}
+
+function sameIdentity(identity: Identity, s: LogStatus): boolean {
+  if (identity.nodeId !== s.nodeId || identity.members.length !== s.members.length) return false;
+  for (let i = 0; i < s.members.length; i++) {
+    const a = identity.members[i]!;
+    const b = s.members[i]!;
+    if (a.id !== b.id || a.address !== b.address) return false;
+  }
+  return true;
+}
+
 function defaultMemberId(logId: string): bigint {
   return createHash("sha1").update(logId).digest().readBigUInt64BE(0);
 }
@@ -282,7 +307,7 @@ export class KvService {
   private readonly minLeaseTtl: bigint;
   private readonly openStreams = new Set<OpenStream>();
   private noLeaderSince: number | undefined;
-  private identity: { key: string; clusterId: bigint; memberId: bigint } | undefined;
+  private identity: Identity | undefined;
   private noLeaderTimer: { cancel(): void } | undefined;
   private unsubscribeLog: (() => void) | undefined;
 
@@ -309,6 +334,7 @@ export class KvService {
     this.batcher = new ProposalBatcher(this.log, {
       timeoutMs: this.requestTimeoutMs,
       onBatch: (n) => batchSize.observe(n),
+      ...(options.atomicProposeBatch ? { atomicProposeBatch: true } : {}),
     });
     this.barrier = new ReadBarrier(this.log, { timeoutMs: this.requestTimeoutMs });
     this.clock = options.clock ?? systemClock;
@@ -362,6 +388,7 @@ export class KvService {
     });
     this.unsubscribeLog = this.log.subscribe((event) => {
       if (event.type === "leaderChanged") this.watchLeader();
+      if (event.type === "membersChanged") this.identity = undefined;
     });
   }
 
@@ -422,11 +449,17 @@ export class KvService {
   /** @internal A response header at `revision` (cluster, member and term of this log). */
   header(revision: bigint | undefined): ResponseHeader {
     const s = this.log.status();
-    // IDs are hashes of the membership: computed once per membership, not per response
-    // (watch streams build a header for every event batch).
-    const key = `${s.nodeId}\n${s.members.map((m) => `${m.id}@${m.address}`).join("\n")}`;
-    if (this.identity?.key !== key) {
-      this.identity = { key, clusterId: this.clusterId(s), memberId: this.memberIdOf(s, s.nodeId) };
+    // IDs are SHA-1s of the membership: computed once per membership, not per response
+    // (watch streams build a header for every event batch). A `membersChanged` event drops
+    // them; logs that emit none (Paxos) are caught by comparing the members, which costs a
+    // few string compares and allocates nothing.
+    if (!this.identity || !sameIdentity(this.identity, s)) {
+      this.identity = {
+        nodeId: s.nodeId,
+        members: s.members.map((m) => ({ id: m.id, address: m.address })),
+        clusterId: this.clusterId(s),
+        memberId: this.memberIdOf(s, s.nodeId),
+      };
     }
     return {
       clusterId: this.identity.clusterId,

@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readSnapshot } from "@quorum/consensus";
+import type Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { encodeCommand } from "../command.js";
 import {
@@ -331,6 +332,46 @@ describe("txn", () => {
 });
 
 describe("durability and snapshots", () => {
+  const dbOf = (s: KvStore) => (s as unknown as { db: Database.Database }).db;
+
+  it("applies with WAL and synchronous=NORMAL; snapshot() first makes every apply durable with a FULL-synced checkpoint", async () => {
+    const db = dbOf(store);
+    expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
+    const pragma = db.pragma.bind(db);
+    // Records the synchronous mode in force at each checkpoint, and every mode change.
+    const checkpoints: number[] = [];
+    const changes: string[] = [];
+    db.pragma = ((source: string, options?: object) => {
+      if (source.startsWith("wal_checkpoint"))
+        checkpoints.push(pragma("synchronous", { simple: true }) as number);
+      if (source.startsWith("synchronous =")) changes.push(source);
+      return pragma(source, options as never);
+    }) as typeof db.pragma;
+    for (let i = 0; i < 20; i++) doPut(`k${i}`, `v${i}`);
+    expect(pragma("synchronous", { simple: true })).toBe(1); // NORMAL: applies do not fsync
+    expect(checkpoints).toEqual([]);
+    const snap = await store.snapshot();
+    expect(snap.index).toBe(20);
+    expect(checkpoints).toEqual([2]); // FULL during the checkpoint...
+    expect(changes).toEqual(["synchronous = FULL", "synchronous = NORMAL"]);
+    expect(pragma("synchronous", { simple: true })).toBe(1); // ...and NORMAL again for applies
+    // Everything up to the snapshot index is in the database file itself, not only in the
+    // WAL: a copy of the main file alone (as if the WAL were lost) is at the snapshot index.
+    const copy = join(dir, "main-only.db");
+    copyFileSync(join(dir, "kv.db"), copy);
+    const alone = KvStore.open({ path: copy });
+    expect(alone.appliedIndex()).toBe(20);
+    expect(values(alone.range(range("k19")))).toEqual(["v19"]);
+    alone.close();
+    // Applies after the snapshot run with NORMAL again and still reach a reopened store.
+    doPut("after", "1");
+    expect(checkpoints).toEqual([2]);
+    store.close();
+    store = KvStore.open({ path: join(dir, "kv.db") });
+    expect(store.appliedIndex()).toBe(21);
+    expect(dbOf(store).pragma("synchronous", { simple: true })).toBe(1);
+  });
+
   it("keeps the applied index, revision and data across a restart", () => {
     doPut("a", "1");
     doPut("b", "2");

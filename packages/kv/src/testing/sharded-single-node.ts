@@ -30,6 +30,7 @@ export async function startShardedSingleNodeKv(
     shards,
     listen: "127.0.0.1:0",
     leaderClientAddress: () => endpoint,
+    atomicProposeBatch: true, // SingleNodeLog applies a batch in one transaction
     ...options,
   });
   const endpoint = server.address;

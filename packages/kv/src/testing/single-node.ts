@@ -32,6 +32,7 @@ export async function startSingleNodeKv(options: SingleNodeKvOptions = {}): Prom
     store,
     listen: "127.0.0.1:0",
     leaderClientAddress: () => endpoint,
+    atomicProposeBatch: true, // SingleNodeLog applies a batch in one transaction
     ...options,
   });
   const endpoint = server.address;
