@@ -1,3 +1,4 @@
+import { seededRandom } from "@quorum/transport";
 import { describe, expect, it } from "vitest";
 import { CoreCluster } from "../testing/core-cluster.js";
 import { drain, msg, newRaft, storageWith } from "./test-util.js";
@@ -121,7 +122,7 @@ describe("§5.2 leader election", () => {
   it("Raft uses randomized election timeouts, spread over [electionTimeout, 2·electionTimeout)", () => {
     const seen = new Set<number>();
     for (let seed = 1; seed <= 60; seed++) {
-      const r = newRaft("n1", ids, { preVote: false, random: mulberry(seed) });
+      const r = newRaft("n1", ids, { preVote: false, random: seededRandom(seed) });
       let ticks = 0;
       while (r.role === "follower") {
         r.tick();
@@ -263,14 +264,3 @@ describe("§6.2 CheckQuorum", () => {
     expect(drain(f)).toEqual([]);
   });
 });
-
-function mulberry(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -1,6 +1,6 @@
+import { seededRandom } from "@quorum/transport";
 import { describe, expect, it } from "vitest";
 import { CoreCluster } from "../testing/core-cluster.js";
-import { seededRandom } from "../testing/prng.js";
 
 /**
  * Randomized runs of whole clusters of cores: messages are delivered out of order, dropped

@@ -1,4 +1,4 @@
-import { seededRandom } from "../testing/prng.js";
+import { seededRandom } from "@quorum/transport";
 import { Raft, type RaftConfig } from "./raft.js";
 import { MemoryStorage } from "./storage.js";
 import type { Entry, Message, MessageFields, NodeId } from "./types.js";

@@ -1,8 +1,7 @@
 import { type RecordedResult, RecordingStateMachine } from "@quorum/consensus/testing";
-import { MemoryNetwork, type MemoryTransport, systemClock } from "@quorum/transport";
+import { MemoryNetwork, type MemoryTransport, seededRandom, systemClock } from "@quorum/transport";
 import { Registry } from "prom-client";
 import { type LogStore, MemoryStorage } from "../core/storage.js";
-import { seededRandom } from "../testing/prng.js";
 import { RaftNode, type RaftNodeOptions } from "./raft-node.js";
 
 export interface NodeSlot {

@@ -1,7 +1,7 @@
+import { seededRandom } from "@quorum/transport";
 import { Raft, type RaftConfig, type Ready } from "../core/raft.js";
 import { type LogStore, MemoryStorage } from "../core/storage.js";
 import type { Entry, Message, NodeId, RaftMember, ReadState } from "../core/types.js";
-import { seededRandom } from "./prng.js";
 import { SafetyChecker } from "./safety.js";
 
 export interface CoreNode {
