@@ -93,6 +93,15 @@ function buildProgram(): Command {
       positiveInt("--shards"),
       1,
     )
+    .option(
+      "--cert-file <file>",
+      "TLS certificate for etcd clients (mutual TLS, as etcd's --client-cert-auth)",
+    )
+    .option("--key-file <file>", "its private key")
+    .option("--trusted-ca-file <file>", "CA that client certificates must be signed by")
+    .option("--peer-cert-file <file>", "TLS certificate for node-to-node traffic (mutual TLS)")
+    .option("--peer-key-file <file>", "its private key")
+    .option("--peer-trusted-ca-file <file>", "CA that peer certificates must be signed by")
     .option("--listen-metrics <host:port>", "serve http://host:port/metrics (Prometheus) and /health")
     .option("--log-level <level>", "fatal, error, warn, info, debug or trace", "info")
     .option(

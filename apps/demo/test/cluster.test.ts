@@ -1,32 +1,12 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freeBasePort } from "./ports.js";
 
 const cli = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
-
-/** A base port with base..base+22 free, so that a 3-node cluster's ports do not collide. */
-async function freeBasePort(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * 30000);
-    const ports = [0, 1, 2, 10, 11, 12, 20, 21, 22].map((d) => base + d);
-    const ok = await Promise.all(
-      ports.map(
-        (port) =>
-          new Promise<boolean>((resolve) => {
-            const server = createServer();
-            server.once("error", () => resolve(false));
-            server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
-          }),
-      ),
-    );
-    if (ok.every(Boolean)) return base;
-  }
-  throw new Error("no free port range found");
-}
 
 function etcdctl(endpoints: string, ...args: string[]): string {
   return etcdctlWithInput(endpoints, "", ...args);

@@ -3,7 +3,7 @@ import { credentials, type StatusObject } from "@grpc/grpc-js";
 import { GrpcTransport, loadTlsCredentials, type TransportEvent } from "@quorum/transport";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { PeerClient } from "../src/gen/quorum/transport/v1/transport.js";
-import { makeTestCa, type TestCa } from "./certs.js";
+import { makeTestCa, type TestCa } from "../src/testing/index.js";
 import { waitFor } from "./helpers.js";
 
 let ca: TestCa;

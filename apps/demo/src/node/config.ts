@@ -1,4 +1,4 @@
-import type { PeerInfo } from "@quorum/transport";
+import { loadTlsCredentials, type PeerInfo, type TlsOptions } from "@quorum/transport";
 
 /** Everything `quorum node` needs, validated. Flag names follow etcd's where etcd has one. */
 export interface NodeConfig {
@@ -15,6 +15,10 @@ export interface NodeConfig {
   readonly consensus: "raft" | "paxos";
   /** Key-space shards, each its own consensus group; every node of a cluster must agree. */
   readonly shards: number;
+  /** Mutual TLS for etcd clients (and for forwarding to the leader); undefined = plaintext. */
+  readonly clientTls: TlsOptions | undefined;
+  /** Mutual TLS between nodes; undefined = plaintext. */
+  readonly peerTls: TlsOptions | undefined;
   /** host:port for Prometheus `/metrics`; undefined = no metrics server. */
   readonly listenMetrics: string | undefined;
   readonly logLevel: string;
@@ -64,6 +68,12 @@ export interface NodeFlags {
   initialClusterToken: string;
   consensus: string;
   shards?: number;
+  certFile?: string;
+  keyFile?: string;
+  trustedCaFile?: string;
+  peerCertFile?: string;
+  peerKeyFile?: string;
+  peerTrustedCaFile?: string;
   listenMetrics?: string;
   logLevel: string;
   enableFaultInjection?: boolean;
@@ -98,6 +108,8 @@ export function nodeConfigFromFlags(flags: NodeFlags): NodeConfig {
     clusterToken: flags.initialClusterToken,
     consensus: flags.consensus,
     shards: checkShards(flags.shards ?? 1, flags.consensus),
+    clientTls: tlsFromFlags("", flags.certFile, flags.keyFile, flags.trustedCaFile),
+    peerTls: tlsFromFlags("peer-", flags.peerCertFile, flags.peerKeyFile, flags.peerTrustedCaFile),
     listenMetrics: flags.listenMetrics ? parseHostPort("--listen-metrics", flags.listenMetrics) : undefined,
     logLevel: flags.logLevel,
     enableFaultInjection: flags.enableFaultInjection === true,
@@ -116,4 +128,30 @@ function checkShards(shards: number, consensus: string): number {
     );
   }
   return shards;
+}
+
+/**
+ * etcd's TLS flags: all three files of a group, or none. The files are read now, so a missing
+ * or unreadable one is a one-line error at start-up rather than a failed handshake later.
+ */
+function tlsFromFlags(
+  prefix: string,
+  certFile: string | undefined,
+  keyFile: string | undefined,
+  caFile: string | undefined,
+): TlsOptions | undefined {
+  const given = [certFile, keyFile, caFile].filter((f) => f !== undefined).length;
+  if (given === 0) return undefined;
+  if (given !== 3) {
+    throw new ConfigError(
+      `--${prefix}cert-file, --${prefix}key-file and --${prefix}trusted-ca-file go together (mutual TLS)`,
+    );
+  }
+  const tls = { certFile: certFile!, keyFile: keyFile!, caFile: caFile! };
+  try {
+    loadTlsCredentials(tls);
+  } catch (err) {
+    throw new ConfigError(`--${prefix}*: ${(err as Error).message}`);
+  }
+  return tls;
 }

@@ -40,6 +40,7 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
     listen: config.listenPeer,
     peers: config.initialCluster.filter((p) => p.id !== config.name),
     logger,
+    ...(config.peerTls ? { tls: config.peerTls } : {}),
   });
   const peerAddress = await transport.start();
   // Consensus and the directory talk through these wrappers: per-peer counters for the
@@ -77,6 +78,7 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
     leaderClientAddress: (id: string) => directory.clientAddress(id),
     logger,
     metrics,
+    ...(config.clientTls ? { tls: config.clientTls } : {}),
   };
   const kv =
     config.shards === 1

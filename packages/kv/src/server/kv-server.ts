@@ -18,7 +18,13 @@ import {
   type ReplicatedLog,
 } from "@quorum/consensus";
 import type { Clock, Logger, RunningGrpcServer } from "@quorum/transport";
-import { createGrpcClient, silentLogger, startGrpcServer, systemClock } from "@quorum/transport";
+import {
+  createGrpcClient,
+  silentLogger,
+  startGrpcServer,
+  systemClock,
+  type TlsOptions,
+} from "@quorum/transport";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { encodeCommand } from "../command.js";
 import { EtcdError, etcdErrors } from "../errors.js";
@@ -99,6 +105,12 @@ export interface KvServiceOptions {
   readonly store: KvStore;
   /** `host:port` to serve etcd's API on; port 0 picks a free port. */
   readonly listen: string;
+  /**
+   * Mutual TLS for clients (etcd's --cert-file, --key-file, --trusted-ca-file with
+   * --client-cert-auth); the same certificate authenticates this node when it forwards a
+   * request to the leader's client address. Absent: plaintext.
+   */
+  readonly tls?: TlsOptions;
   /**
    * The client address (`host:port`) of a log member, by its log id: where a follower
    * forwards requests it cannot serve, and the clientURLs of MemberList.
@@ -529,7 +541,10 @@ export class KvService {
     const cacheKey = `${kind}:${address}`;
     let client = this.clients.get(cacheKey);
     if (!client) {
-      const options = { channelOptions: { "grpc.max_send_message_length": this.maxReceiveBytes } };
+      const options = {
+        channelOptions: { "grpc.max_send_message_length": this.maxReceiveBytes },
+        ...(this.options.tls ? { tls: this.options.tls } : {}),
+      };
       client =
         kind === "kv"
           ? createGrpcClient(KVClient, address, options)
@@ -969,6 +984,7 @@ export async function startKvService(options: KvServiceOptions): Promise<KvServe
       services: service.services(),
       // The real limit is checked per request (etcd's message); this only bounds memory.
       maxReceiveMessageBytes: service.maxReceiveBytes * 4,
+      ...(options.tls ? { tls: options.tls } : {}),
     });
   } catch (err) {
     service.close();

@@ -469,6 +469,7 @@ export async function startShardedKvService(options: ShardedKvServiceOptions): P
       address: options.listen,
       services: service.services_(),
       maxReceiveMessageBytes: service.maxReceiveBytes * 4,
+      ...(options.tls ? { tls: options.tls } : {}),
     });
   } catch (err) {
     service.close();
