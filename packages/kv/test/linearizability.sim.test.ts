@@ -198,6 +198,12 @@ class Client {
         await sleep(this.ctx, target ? 1 : 10 + this.prng.int(0, 20));
         continue;
       }
+      // A read has no effect, so one that timed out (e.g. its ReadIndex request was lost in a
+      // partition) is simply asked again, as etcd's clients retry reads.
+      if (ambiguous(err) && input.type === "read") {
+        await sleep(this.ctx, 5);
+        continue;
+      }
       if (ambiguous(err)) break;
       throw err;
     }
