@@ -217,6 +217,9 @@ describe("RaftNode scenarios from the issue's list (simulator)", () => {
         const acked = new Set<string>();
         let leaderCrashes = 0;
         for (let iter = 0; iter < 40; iter++) {
+          // Each round starts under a leader, so that every run really crashes leaders that
+          // hold uncommitted entries (without this wait a slow first election left none).
+          await sim.eventually("a leader for this round", () => r.leader() !== undefined, 3_000);
           const leader = r.leader();
           if (leader) {
             const command = `f8-${iter}`;
