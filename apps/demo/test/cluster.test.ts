@@ -90,6 +90,18 @@ for (const [consensus, shards] of [
         const status = etcdctl(all, "endpoint", "status");
         if ((status.match(/, true, false,/g) ?? []).length !== 1) throw new Error(status);
       });
+      // Node i serves /status, /metrics and /health on base+10i+2. Status above speaks for
+      // shard 0; every node must also know a leader for every other shard before writing.
+      const http = endpoints.map((e) => e.replace(/:(\d+)$/, (_, p) => `:${Number(p) + 2}`));
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const statuses = (await Promise.all(
+          http.map((h) => fetch(`http://${h}/status`).then((r) => r.json())),
+        )) as { shards: { leaderId?: string }[] }[];
+        if (statuses.every((st) => st.shards.length === shards && st.shards.every((x) => x.leaderId))) break;
+        if (Date.now() > deadline) throw new Error(`shard leaders unknown: ${JSON.stringify(statuses)}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
       // Write through each node in turn (followers forward), read back through another.
       for (const [i, endpoint] of endpoints.entries()) {
         expect(etcdctl(endpoint, "put", `${shardPrefixes[i]}key-${i}`, `value-${i}`).trim()).toBe("OK");
@@ -108,8 +120,6 @@ for (const [consensus, shards] of [
       for (const line of members)
         expect(line).toMatch(/, started, n\d, http:\/\/127\.0\.0\.1:\d+, http:\/\/127\.0\.0\.1:\d+/);
 
-      // Node i serves /metrics and /health on base+10i+2.
-      const http = endpoints.map((e) => e.replace(/:(\d+)$/, (_, p) => `:${Number(p) + 2}`));
       const health = await fetch(`http://${http[0]}/health`);
       expect(health.status).toBe(200);
       expect(await health.json()).toEqual({ health: "true" });
