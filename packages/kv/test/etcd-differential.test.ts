@@ -1,8 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { credentials, type ServiceError } from "@grpc/grpc-js";
 import { type SingleNodeKv, startSingleNodeKv } from "@quorum/kv/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,6 +15,7 @@ import {
   TxnRequest,
 } from "../src/gen/etcdserverpb/rpc.js";
 import { findBinary } from "./etcdctl.js";
+import { type EtcdServer, normalize, startEtcd } from "./helpers/etcd-server.js";
 
 /**
  * Runs one sequence of KV operations against a real etcd (Debian's etcd-server, started here)
@@ -30,18 +26,6 @@ const etcdBinary = findBinary("etcd");
 
 type Client = InstanceType<typeof KVClient>;
 type Op = { name: string; call: (c: Client) => Promise<unknown> };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
-      );
-    });
-  });
-}
 
 function unary<Req>(
   client: Client,
@@ -54,22 +38,6 @@ function unary<Req>(
       resolve(err ? { error: { code: err.code, details: err.details } } : normalize(res)),
     );
   });
-}
-
-/** Drops what legitimately differs between two clusters: IDs and terms. */
-function normalize(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(normalize);
-  if (Buffer.isBuffer(value)) return value.toString("latin1");
-  if (typeof value === "bigint") return value.toString();
-  if (value && typeof value === "object") {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) {
-      if (k === "clusterId" || k === "memberId" || k === "raftTerm") continue;
-      out[k] = normalize(v);
-    }
-    return out;
-  }
-  return value;
 }
 
 const b = (s: string) => Buffer.from(s);
@@ -293,49 +261,16 @@ if (!etcdBinary) {
   );
 } else {
   describe("differential: Quorum vs a real etcd on the same operations", () => {
-    let etcd: ChildProcess | undefined;
-    let dataDir: string;
+    let etcd: EtcdServer | undefined;
     let kv: SingleNodeKv;
     let etcdClient: Client;
     let quorumClient: Client;
-    let etcdLog = "";
 
     beforeAll(async () => {
-      dataDir = mkdtempSync(join(tmpdir(), "etcd-diff-"));
-      const [clientPort, peerPort] = [await freePort(), await freePort()];
-      const clientUrl = `http://127.0.0.1:${clientPort}`;
-      const peerUrl = `http://127.0.0.1:${peerPort}`;
-      etcd = spawn(
-        etcdBinary,
-        [
-          "--name",
-          "diff",
-          "--data-dir",
-          join(dataDir, "etcd"),
-          "--listen-client-urls",
-          clientUrl,
-          "--advertise-client-urls",
-          clientUrl,
-          "--listen-peer-urls",
-          peerUrl,
-          "--initial-advertise-peer-urls",
-          peerUrl,
-          "--initial-cluster",
-          `diff=${peerUrl}`,
-        ],
-        { stdio: ["ignore", "pipe", "pipe"] },
-      );
-      etcd.stderr?.on("data", (d: Buffer) => (etcdLog = (etcdLog + d.toString()).slice(-4000)));
-      etcdClient = new KVClient(`127.0.0.1:${clientPort}`, credentials.createInsecure(), {
+      etcd = await startEtcd(etcdBinary, "etcd-diff-");
+      etcdClient = new KVClient(etcd.endpoint, credentials.createInsecure(), {
         "grpc.max_send_message_length": 8 << 20,
       });
-      const deadline = Date.now() + 20_000;
-      for (;;) {
-        const r = (await unary(etcdClient, "range", range("ready"))) as { error?: unknown };
-        if (!r.error) break;
-        if (Date.now() > deadline) throw new Error(`etcd did not start:\n${etcdLog}`);
-        await new Promise((res) => setTimeout(res, 200));
-      }
       kv = await startSingleNodeKv();
       quorumClient = new KVClient(kv.endpoint, credentials.createInsecure(), {
         "grpc.max_send_message_length": 8 << 20,
@@ -345,13 +280,8 @@ if (!etcdBinary) {
     afterAll(async () => {
       etcdClient?.close();
       quorumClient?.close();
-      if (etcd && etcd.exitCode === null) {
-        const exited = new Promise((res) => etcd!.once("exit", res));
-        etcd.kill("SIGKILL");
-        await exited;
-      }
+      await etcd?.stop();
       await kv?.stop();
-      rmSync(dataDir, { recursive: true, force: true });
     });
 
     it("gives the same responses, operation by operation", async () => {

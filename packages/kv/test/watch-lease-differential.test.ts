@@ -1,8 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { type ClientDuplexStream, credentials, type ServiceError } from "@grpc/grpc-js";
 import { type SingleNodeKv, startSingleNodeKv } from "@quorum/kv/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,7 +9,6 @@ import {
   type LeaseKeepAliveRequest,
   type LeaseKeepAliveResponse,
   PutRequest,
-  RangeRequest,
   RequestOp,
   TxnRequest,
   WatchClient,
@@ -23,6 +17,7 @@ import {
   type WatchResponse,
 } from "../src/gen/etcdserverpb/rpc.js";
 import { findBinary } from "./etcdctl.js";
+import { type EtcdServer, normalize, startEtcd } from "./helpers/etcd-server.js";
 
 /**
  * Watch and Lease, side by side with a real etcd (Debian's etcd-server, started here): the
@@ -30,34 +25,6 @@ import { findBinary } from "./etcdctl.js";
  * compared step by step. Registered only when the `etcd` binary exists.
  */
 const etcdBinary = findBinary("etcd");
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
-      );
-    });
-  });
-}
-
-/** Drops what legitimately differs between two clusters: IDs and terms. */
-function normalize(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(normalize);
-  if (Buffer.isBuffer(value)) return value.toString("latin1");
-  if (typeof value === "bigint") return value.toString();
-  if (value && typeof value === "object") {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) {
-      if (k === "clusterId" || k === "memberId" || k === "raftTerm") continue;
-      out[k] = normalize(v);
-    }
-    return out;
-  }
-  return value;
-}
 
 interface Target {
   kv: InstanceType<typeof KVClient>;
@@ -213,65 +180,23 @@ if (!etcdBinary) {
   );
 } else {
   describe("differential: Watch and Lease, Quorum vs a real etcd", () => {
-    let etcd: ChildProcess | undefined;
-    let dataDir: string;
+    let etcd: EtcdServer | undefined;
     let kv: SingleNodeKv;
     let etcdTarget: Target;
     let quorumTarget: Target;
-    let etcdLog = "";
 
     beforeAll(async () => {
-      dataDir = mkdtempSync(join(tmpdir(), "etcd-diff-watch-"));
-      const [clientPort, peerPort] = [await freePort(), await freePort()];
-      const clientUrl = `http://127.0.0.1:${clientPort}`;
-      const peerUrl = `http://127.0.0.1:${peerPort}`;
-      etcd = spawn(
-        etcdBinary,
-        [
-          "--name",
-          "diff",
-          "--data-dir",
-          join(dataDir, "etcd"),
-          "--listen-client-urls",
-          clientUrl,
-          "--advertise-client-urls",
-          clientUrl,
-          "--listen-peer-urls",
-          peerUrl,
-          "--initial-advertise-peer-urls",
-          peerUrl,
-          "--initial-cluster",
-          `diff=${peerUrl}`,
-        ],
-        { stdio: ["ignore", "pipe", "pipe"] },
-      );
-      etcd.stderr?.on("data", (d: Buffer) => (etcdLog = (etcdLog + d.toString()).slice(-4000)));
-      const probe = new KVClient(`127.0.0.1:${clientPort}`, credentials.createInsecure());
-      const deadline = Date.now() + 20_000;
-      for (;;) {
-        const r = (await unary(probe, "range", RangeRequest.fromPartial({ key: b("ready") }))) as {
-          error?: unknown;
-        };
-        if (!r.error) break;
-        if (Date.now() > deadline) throw new Error(`etcd did not start:\n${etcdLog}`);
-        await new Promise((res) => setTimeout(res, 200));
-      }
-      probe.close();
+      etcd = await startEtcd(etcdBinary, "etcd-diff-watch-");
       kv = await startSingleNodeKv();
-      etcdTarget = connect(`127.0.0.1:${clientPort}`);
+      etcdTarget = connect(etcd.endpoint);
       quorumTarget = connect(kv.endpoint);
     }, 30_000);
 
     afterAll(async () => {
       etcdTarget?.close();
       quorumTarget?.close();
-      if (etcd && etcd.exitCode === null) {
-        const exited = new Promise((res) => etcd!.once("exit", res));
-        etcd.kill("SIGKILL");
-        await exited;
-      }
+      await etcd?.stop();
       await kv?.stop();
-      rmSync(dataDir, { recursive: true, force: true });
     });
 
     async function runStep(t: Target, step: Step): Promise<unknown> {
