@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 
 export interface Run {
@@ -41,4 +41,40 @@ export function etcdctl(endpoint: string, args: string[], stdin?: string): Promi
     env: { ETCDCTL_API: "3" },
     ...(stdin !== undefined ? { stdin } : {}),
   });
+}
+
+/** `etcdctl watch` runs until killed: spawn it, read its stdout, kill it. */
+export class Watching {
+  stdout = "";
+  stderr = "";
+  readonly exited: Promise<number | null>;
+  private readonly child: ChildProcess;
+
+  constructor(endpoint: string, args: string[]) {
+    this.child = spawn("etcdctl", [`--endpoints=${endpoint}`, "watch", ...args], {
+      env: { ...process.env, ETCDCTL_API: "3" },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    this.child.stdout!.on("data", (d: Buffer) => (this.stdout += d.toString()));
+    this.child.stderr!.on("data", (d: Buffer) => (this.stderr += d.toString()));
+    this.exited = new Promise((resolve) => this.child.on("exit", (code) => resolve(code)));
+  }
+
+  async until(predicate: (stdout: string) => boolean, ms = 5_000): Promise<string> {
+    const deadline = Date.now() + ms;
+    while (!predicate(this.stdout)) {
+      if (Date.now() > deadline || this.child.exitCode !== null) {
+        throw new Error(`etcdctl watch: waited for output; stdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return this.stdout;
+  }
+
+  async kill(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill("SIGKILL");
+      await this.exited;
+    }
+  }
 }

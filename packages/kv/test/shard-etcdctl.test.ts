@@ -1,7 +1,6 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ShardMap } from "../src/shard/split.js";
-import { etcdctl, findBinary, type Run } from "./etcdctl.js";
+import { etcdctl, findBinary, type Run, Watching } from "./etcdctl.js";
 import { ProcessCluster } from "./helpers/process-cluster.js";
 
 /**
@@ -10,42 +9,6 @@ import { ProcessCluster } from "./helpers/process-cluster.js";
  * in shard 0, upper case in shard 1, lower case and '_' in shard 2 (README, "Sharding").
  * Commands go through every node, so most of them are forwarded to some shard's leader.
  */
-
-/** `etcdctl watch` runs until killed: spawn it, read its stdout, kill it. */
-class Watching {
-  stdout = "";
-  stderr = "";
-  readonly exited: Promise<number | null>;
-  private readonly child: ChildProcess;
-
-  constructor(endpoint: string, args: string[]) {
-    this.child = spawn("etcdctl", [`--endpoints=${endpoint}`, "watch", ...args], {
-      env: { ...process.env, ETCDCTL_API: "3" },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    this.child.stdout!.on("data", (d: Buffer) => (this.stdout += d.toString()));
-    this.child.stderr!.on("data", (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((resolve) => this.child.on("exit", (code) => resolve(code)));
-  }
-
-  async until(predicate: (stdout: string) => boolean, ms = 5_000): Promise<string> {
-    const deadline = Date.now() + ms;
-    while (!predicate(this.stdout)) {
-      if (Date.now() > deadline || this.child.exitCode !== null) {
-        throw new Error(`etcdctl watch: waited for output; stdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    return this.stdout;
-  }
-
-  async kill(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
-      this.child.kill("SIGKILL");
-      await this.exited;
-    }
-  }
-}
 
 interface JsonEvent {
   type?: number; // 1 = DELETE; absent = PUT

@@ -1,43 +1,6 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { ManualClock, type SingleNodeKv, startSingleNodeKv } from "@quorum/kv/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { etcdctl, findBinary } from "./etcdctl.js";
-
-/** `etcdctl watch` runs until killed: spawn it, read its stdout, kill it. */
-class Watching {
-  stdout = "";
-  stderr = "";
-  readonly exited: Promise<number | null>;
-  private readonly child: ChildProcess;
-
-  constructor(endpoint: string, args: string[]) {
-    this.child = spawn("etcdctl", [`--endpoints=${endpoint}`, "watch", ...args], {
-      env: { ...process.env, ETCDCTL_API: "3" },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    this.child.stdout!.on("data", (d: Buffer) => (this.stdout += d.toString()));
-    this.child.stderr!.on("data", (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((resolve) => this.child.on("exit", (code) => resolve(code)));
-  }
-
-  async until(predicate: (stdout: string) => boolean, ms = 5_000): Promise<string> {
-    const deadline = Date.now() + ms;
-    while (!predicate(this.stdout)) {
-      if (Date.now() > deadline || this.child.exitCode !== null) {
-        throw new Error(`etcdctl watch: waited for output; stdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    return this.stdout;
-  }
-
-  async kill(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
-      this.child.kill("SIGKILL");
-      await this.exited;
-    }
-  }
-}
+import { etcdctl, findBinary, Watching } from "./etcdctl.js";
 
 const lines = (...l: string[]) => `${l.join("\n")}\n`;
 
