@@ -7,26 +7,8 @@ import {
   type RequestOp,
   type TxnRequest,
 } from "../gen/etcdserverpb/rpc.js";
-import type { Event, KeyValue } from "../gen/mvccpb/kv.js";
-
-function cmpBig(a: bigint, b: bigint): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function sorter(target: RangeRequest_SortTarget): (a: KeyValue, b: KeyValue) => number {
-  switch (target) {
-    case RangeRequest_SortTarget.VERSION:
-      return (a, b) => cmpBig(a.version, b.version);
-    case RangeRequest_SortTarget.CREATE:
-      return (a, b) => cmpBig(a.createRevision, b.createRevision);
-    case RangeRequest_SortTarget.MOD:
-      return (a, b) => cmpBig(a.modRevision, b.modRevision);
-    case RangeRequest_SortTarget.VALUE:
-      return (a, b) => Buffer.compare(a.value, b.value);
-    default:
-      return (a, b) => Buffer.compare(a.key, b.key);
-  }
-}
+import type { Event } from "../gen/mvccpb/kv.js";
+import { sorter } from "../store/sort.js";
 
 /**
  * Merges per-shard Range responses (given in shard order, each read with the same limit and

@@ -34,6 +34,7 @@ import { Command } from "../gen/quorum/kv/v1/command.js";
 import { evaluateCompare } from "./compare.js";
 import { type KeyRange, keyRange } from "./keys.js";
 import { createSchema } from "./schema.js";
+import { sorter } from "./sort.js";
 
 /** What `apply` returns for one log entry: etcd's response, or the error etcd would return. */
 export type ApplyResult =
@@ -125,10 +126,6 @@ function toKeyValue(row: Row): KeyValue {
 
 function header(revision: number): ResponseHeader {
   return { clusterId: 0n, memberId: 0n, revision: BigInt(revision), raftTerm: 0n };
-}
-
-function cmpBig(a: bigint, b: bigint): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function isTxnReadOnly(txn: TxnRequest): boolean {
@@ -827,20 +824,5 @@ export class KvStore implements StateMachine<ApplyResult> {
   /** For tests: whether the database file exists. */
   static exists(path: string): boolean {
     return existsSync(path);
-  }
-}
-
-function sorter(target: RangeRequest_SortTarget): (a: KeyValue, b: KeyValue) => number {
-  switch (target) {
-    case RangeRequest_SortTarget.VERSION:
-      return (a, b) => cmpBig(a.version, b.version);
-    case RangeRequest_SortTarget.CREATE:
-      return (a, b) => cmpBig(a.createRevision, b.createRevision);
-    case RangeRequest_SortTarget.MOD:
-      return (a, b) => cmpBig(a.modRevision, b.modRevision);
-    case RangeRequest_SortTarget.VALUE:
-      return (a, b) => Buffer.compare(a.value, b.value);
-    default:
-      return (a, b) => Buffer.compare(a.key, b.key);
   }
 }
