@@ -2,11 +2,14 @@ import type { Ballot, Message, MessageType, SlotEntry, Value } from "./core/type
 import { ZERO_BALLOT } from "./core/types.js";
 import * as pb from "./gen/quorum/paxos/v1/paxos.js";
 
-/** The transport channel Paxos messages travel on. */
+/** The transport channel Paxos messages travel on (a node's default `channel`). */
 export const PAXOS_CHANNEL = "paxos";
 
-/** The transport channel state-machine snapshots travel on (chunks and their acks). */
-export const PAXOS_SNAPSHOT_CHANNEL = "paxos-snapshot";
+/** A group's snapshots (chunks and their acks) travel on its channel plus this suffix. */
+export const SNAPSHOT_SUFFIX = "-snapshot";
+
+/** The transport channel the default group's snapshots travel on. */
+export const PAXOS_SNAPSHOT_CHANNEL = `${PAXOS_CHANNEL}${SNAPSHOT_SUFFIX}`;
 
 const toPb: Record<MessageType, pb.MessageType> = {
   prepare: pb.MessageType.MESSAGE_TYPE_PREPARE,

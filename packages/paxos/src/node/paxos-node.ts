@@ -19,13 +19,7 @@ import type { Quorums } from "../core/quorum.js";
 import { NONE } from "../core/types.js";
 import * as pb from "../gen/quorum/paxos/v1/paxos.js";
 import type { AcceptorStore } from "../storage/acceptor-store.js";
-import {
-  decodeMessage,
-  encodeMessage,
-  MalformedMessage,
-  PAXOS_CHANNEL,
-  PAXOS_SNAPSHOT_CHANNEL,
-} from "../wire.js";
+import { decodeMessage, encodeMessage, MalformedMessage, PAXOS_CHANNEL, SNAPSHOT_SUFFIX } from "../wire.js";
 import { PaxosMetrics } from "./metrics.js";
 
 /** The subset of pino's logger the runtime calls (a pino logger or child fits). */
@@ -79,6 +73,12 @@ export interface PaxosNodeOptions<Result> {
   readonly logger?: Logger | undefined;
   /** Prometheus registry for this node's `paxos_*` metrics; a private one by default. */
   readonly metrics?: Registry | undefined;
+  /**
+   * Transport channel of this Paxos group (default "paxos"); snapshots travel on
+   * `${channel}-snapshot`. Groups with different channels share one Transport (one group per
+   * shard), as RaftNode's `channel` does.
+   */
+  readonly channel?: string | undefined;
 }
 
 /** Counters of a PaxosNode's runtime. */
@@ -175,6 +175,8 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
   private readonly snapshotThreshold: number;
   private readonly snapshotKeep: number;
   private readonly chunkBytes: number;
+  private readonly channel: string;
+  private readonly snapshotChannel: string;
   private readonly outgoing = new Map<NodeId, OutgoingTransfer>();
   private incoming: IncomingTransfer | undefined;
   /** The state machine is being replaced by a snapshot: no Ready is handled meanwhile. */
@@ -204,6 +206,15 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
     }
     this.chunkBytes = positiveOption("snapshotChunkBytes", options.snapshotChunkBytes ?? 256 * 1024);
     this.nonce = Math.floor(options.random() * 2 ** 48).toString(36);
+    this.channel = options.channel ?? PAXOS_CHANNEL;
+    if (this.channel === "" || this.channel.endsWith(SNAPSHOT_SUFFIX)) {
+      // A group named "x-snapshot" would hear the snapshot frames of group "x".
+      throw new ConsensusError(
+        "INVALID_ARGUMENT",
+        `channel must be non-empty and not end in "${SNAPSHOT_SUFFIX}", got "${this.channel}"`,
+      );
+    }
+    this.snapshotChannel = `${this.channel}${SNAPSHOT_SUFFIX}`;
   }
 
   async start(): Promise<void> {
@@ -235,8 +246,8 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
     }
     this.log.info({ node: o.id, compactedSlot, compactedIndex, applied }, "paxos node starting");
     for (const p of o.peers) o.transport.addPeer(p);
-    this.unsubscribe = o.transport.subscribe(PAXOS_CHANNEL, (from, payload) => this.onMessage(from, payload));
-    this.unsubscribeSnapshots = o.transport.subscribe(PAXOS_SNAPSHOT_CHANNEL, (from, payload) =>
+    this.unsubscribe = o.transport.subscribe(this.channel, (from, payload) => this.onMessage(from, payload));
+    this.unsubscribeSnapshots = o.transport.subscribe(this.snapshotChannel, (from, payload) =>
       this.onSnapshotFrame(from, payload),
     );
     // Replays every chosen slot the state machine has not applied yet.
@@ -431,7 +442,7 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
           // 2. Send.
           for (const m of rd.messages) {
             try {
-              this.opts.transport.send(m.to, PAXOS_CHANNEL, encodeMessage(m));
+              this.opts.transport.send(m.to, this.channel, encodeMessage(m));
             } catch {
               // A closed transport or an oversize batch: the message is lost, as on the wire.
             }
@@ -554,7 +565,7 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
 
   private sendFrame(to: NodeId, frame: pb.SnapshotFrame): void {
     try {
-      this.opts.transport.send(to, PAXOS_SNAPSHOT_CHANNEL, pb.SnapshotFrame.encode(frame).finish());
+      this.opts.transport.send(to, this.snapshotChannel, pb.SnapshotFrame.encode(frame).finish());
     } catch {
       // Lost, as on the wire: the sender times out and retries later.
     }
