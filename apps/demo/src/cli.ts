@@ -89,7 +89,7 @@ function buildProgram(): Command {
     .option("--consensus <protocol>", "raft or paxos", "raft")
     .option(
       "--shards <n>",
-      "key-space shards, each its own Raft group (all nodes must agree)",
+      "key-space shards, each its own consensus group (all nodes must agree)",
       positiveInt("--shards"),
       1,
     )
@@ -124,7 +124,7 @@ function buildProgram(): Command {
     .option("--host <host>", "address to listen on", "127.0.0.1")
     .option("--log-level <level>", "fatal, error, warn, info, debug or trace", "warn")
     .option("--consensus <protocol>", "raft or paxos", "raft")
-    .option("--shards <n>", "key-space shards, each its own Raft group", positiveInt("--shards"), 1)
+    .option("--shards <n>", "key-space shards, each its own consensus group", positiveInt("--shards"), 1)
     .action(runCluster);
 
   const mapreduce = program.command("mapreduce").description("run MapReduce jobs");

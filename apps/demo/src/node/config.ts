@@ -107,7 +107,7 @@ export function nodeConfigFromFlags(flags: NodeFlags): NodeConfig {
     initialCluster,
     clusterToken: flags.initialClusterToken,
     consensus: flags.consensus,
-    shards: checkShards(flags.shards ?? 1, flags.consensus),
+    shards: checkShards(flags.shards ?? 1),
     clientTls: tlsFromFlags("", flags.certFile, flags.keyFile, flags.trustedCaFile),
     peerTls: tlsFromFlags("peer-", flags.peerCertFile, flags.peerKeyFile, flags.peerTrustedCaFile),
     listenMetrics: flags.listenMetrics ? parseHostPort("--listen-metrics", flags.listenMetrics) : undefined,
@@ -118,14 +118,9 @@ export function nodeConfigFromFlags(flags: NodeFlags): NodeConfig {
 
 const maxShards = 64;
 
-function checkShards(shards: number, consensus: string): number {
+function checkShards(shards: number): number {
   if (!Number.isInteger(shards) || shards < 1 || shards > maxShards) {
     throw new ConfigError(`--shards must be an integer from 1 to ${maxShards}`);
-  }
-  if (shards > 1 && consensus !== "raft") {
-    throw new ConfigError(
-      `--shards ${shards} needs --consensus raft (paxos runs one group per node for now)`,
-    );
   }
   return shards;
 }

@@ -147,11 +147,18 @@ function openConsensus(
   metrics: Registry,
 ): { log: ReplicatedLog<ApplyResult>; closeStorage(): void } {
   if (config.consensus === "paxos") {
-    const storage = new SqliteAcceptorStore(join(config.dataDir, "paxos.db"));
+    const storage = new SqliteAcceptorStore(join(config.dataDir, `paxos${suffix}.db`));
     const self = config.initialCluster.find((p) => p.id === config.name)!;
     // The node closes its acceptor store itself on close().
     return {
-      log: new PaxosNode({ ...parts, address: self.address, storage, logger, metrics }),
+      log: new PaxosNode({
+        ...parts,
+        address: self.address,
+        storage,
+        logger,
+        metrics,
+        channel: `paxos${suffix}`,
+      }),
       closeStorage: () => {},
     };
   }
