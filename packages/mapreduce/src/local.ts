@@ -18,6 +18,8 @@ export interface LocalJobOptions extends Omit<CoordinatorOptions, "listen"> {
   workerScript?: string;
   /** Extra arguments for each worker process (e.g. ["--heartbeat-ms", "200"]). */
   workerArgs?: string[];
+  /** Node.js options for each worker process (e.g. ["--cpu-prof"] to profile a job). */
+  workerExecArgv?: string[];
   workerEnv?: NodeJS.ProcessEnv;
   /** Aborting stops the coordinator and kills the workers. */
   signal?: AbortSignal;
@@ -81,6 +83,7 @@ export async function runLocalJob(options: LocalJobOptions): Promise<JobResult> 
     const child = spawn(
       process.execPath,
       [
+        ...(options.workerExecArgv ?? []),
         script,
         ...["--coordinator", coordinator.address, "--id", id, "--dir", join(workRoot, id)],
         ...(options.workerArgs ?? []),

@@ -117,6 +117,18 @@ export const coordinatorDefaults = {
 
 const maxIdLength = 256;
 
+/** How long a RequestTask is held for want of work (well under the worker's 10 s deadline). */
+const maxHoldMs = 2_000;
+
+interface ParkedRequest {
+  workerId: string;
+  address: string;
+  timer?: { cancel(): void };
+  answered: boolean;
+  /** Replies once; removes the request from the parked set. */
+  answer(a: Assignment): void;
+}
+
 function invalid(message: string): Partial<ServiceError> {
   return { code: status.INVALID_ARGUMENT, details: message, message };
 }
@@ -127,6 +139,8 @@ export class Coordinator {
   /** Resolves when the job is done and workers were told; rejects (MapReduceError) when it failed. */
   readonly finished: Promise<JobResult>;
   private readonly toldExit = new Set<string>();
+  /** RequestTask calls waiting for work, by worker. */
+  private readonly parked = new Map<string, ParkedRequest>();
   private readonly taskRuns: TaskRun[] = [];
   private bytesDone = 0;
   private readonly startedAt: number;
@@ -228,7 +242,7 @@ export class Coordinator {
       requestTask: (
         call: ServerUnaryCall<RequestTaskRequest, RequestTaskResponse>,
         cb: sendUnaryData<RequestTaskResponse>,
-      ) => coordinator!.onRequestTask(call.request, cb),
+      ) => coordinator!.onRequestTask(call, cb),
       reportTask: (
         call: ServerUnaryCall<ReportTaskRequest, ReportTaskResponse>,
         cb: sendUnaryData<ReportTaskResponse>,
@@ -285,6 +299,7 @@ export class Coordinator {
     if (this.stopped) return;
     this.stopped = true;
     this.ticker?.cancel();
+    this.answerParked();
     await this.server.shutdown(500);
     this.store.close();
     if (!this.ending)
@@ -293,17 +308,41 @@ export class Coordinator {
 
   // --- gRPC handlers ---
 
-  private onRequestTask(req: RequestTaskRequest, cb: sendUnaryData<RequestTaskResponse>): void {
+  /**
+   * A worker with nothing to do now is not told to come back later: its request is held
+   * (long polling) and answered as soon as a task for it appears, since a fixed retry interval
+   * leaves a worker idle at each phase boundary and at the end of the job.
+   */
+  private onRequestTask(
+    call: ServerUnaryCall<RequestTaskRequest, RequestTaskResponse>,
+    cb: sendUnaryData<RequestTaskResponse>,
+  ): void {
+    const req = call.request;
     const bad = this.checkWorker(req.workerId, req.shuffleAddress);
     if (bad) {
       cb(invalid(bad), null);
       return;
     }
-    const a = this.table.requestTask(req.workerId, req.shuffleAddress, this.clock.now());
+    // A worker has one request in flight; an older one it gave up on is answered WAIT.
+    this.parked.get(req.workerId)?.answer({ type: "wait" });
+    const request: ParkedRequest = {
+      workerId: req.workerId,
+      address: req.shuffleAddress,
+      answered: false,
+      answer: (a) => {
+        if (request.answered) return;
+        request.answered = true;
+        if (this.parked.get(req.workerId) === request) this.parked.delete(req.workerId);
+        request.timer?.cancel();
+        if (a.type === "exit") this.toldExit.add(req.workerId);
+        cb(null, this.toResponse(a));
+      },
+    };
+    this.parked.set(req.workerId, request);
+    request.timer = this.clock.schedule(maxHoldMs, () => request.answer({ type: "wait" }));
+    // A worker that died or gave up while held must not be offered (and so assigned) a task.
+    call.once("cancelled", () => request.answer({ type: "wait" }));
     this.afterChange();
-    if (a.type === "exit") this.toldExit.add(req.workerId);
-    cb(null, this.toResponse(a));
-    if (a.type === "exit") this.checkEnd();
   }
 
   private onReportTask(req: ReportTaskRequest, cb: sendUnaryData<ReportTaskResponse>): void {
@@ -421,7 +460,8 @@ export class Coordinator {
     };
     switch (a.type) {
       case "wait":
-        return { ...base, retryAfterMs: 100 };
+        // Only after a held request timed out, or the coordinator is stopping: ask again now.
+        return { ...base, retryAfterMs: 0 };
       case "exit":
         return { ...base, kind: TaskKind.TASK_KIND_EXIT };
       case "map":
@@ -454,10 +494,19 @@ export class Coordinator {
     }
   }
 
-  /** Persist before answering (the answer may hand out an attempt), then log and report. */
+  /**
+   * Offers work to the held requests, persists every change, and only then answers them
+   * (persist before send: an answer may hand out an attempt); then logs and reports.
+   */
   private afterChange(): void {
     if (this.stopped) return;
+    const answers: Array<[ParkedRequest, Assignment]> = [];
+    for (const request of this.parked.values()) {
+      const a = this.table.requestTask(request.workerId, request.address, this.clock.now());
+      if (a.type !== "wait") answers.push([request, a]);
+    }
     this.store.save(this.table.takeChanges());
+    for (const [request, a] of answers) request.answer(a);
     for (const event of this.table.takeEvents()) {
       const level =
         event.type === "job-error" || event.type === "worker-dead" || event.type === "job-failed"
@@ -480,6 +529,11 @@ export class Coordinator {
       this.afterChange();
       this.scheduleTick();
     });
+  }
+
+  /** Held requests are answered WAIT when the coordinator stops: the worker asks again. */
+  private answerParked(): void {
+    for (const request of [...this.parked.values()]) request.answer({ type: "wait" });
   }
 
   private endDeadline: number | undefined;
@@ -521,6 +575,7 @@ export class Coordinator {
     };
     this.stopped = true;
     this.ticker?.cancel();
+    this.answerParked();
     await this.server.shutdown(500);
     this.store.close();
     if (!this.options.keepState) rmStateFiles(this.statePath);

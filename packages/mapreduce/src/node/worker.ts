@@ -311,7 +311,8 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       const task = await call("RequestTask", () => requestTask({ workerId: id, shuffleAddress: address }));
       if (task.kind === TaskKind.TASK_KIND_EXIT) break;
       if (task.kind === TaskKind.TASK_KIND_WAIT || task.job === undefined) {
-        await sleep(task.retryAfterMs || 100);
+        // The coordinator holds a request until there is work, so a WAIT asks again at once.
+        if (task.retryAfterMs > 0) await sleep(task.retryAfterMs);
         continue;
       }
       tasks++;
