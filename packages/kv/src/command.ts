@@ -6,7 +6,7 @@ import type {
   PutRequest,
   TxnRequest,
 } from "./gen/etcdserverpb/rpc.js";
-import { Command } from "./gen/quorum/kv/v1/command.js";
+import { Command, type TxnDecision, type TxnPart } from "./gen/quorum/kv/v1/command.js";
 
 /** The bytes proposed to the log for one etcd write request. */
 export const encodeCommand = {
@@ -20,4 +20,6 @@ export const encodeCommand = {
     Command.encode({ leaseGrant, floor: 0n }).finish(),
   leaseRevoke: (leaseRevoke: LeaseRevokeRequest): Uint8Array =>
     Command.encode({ leaseRevoke, floor: 0n }).finish(),
+  txnPrepare: (txnPrepare: TxnPart): Uint8Array => Command.encode({ txnPrepare, floor: 0n }).finish(),
+  txnDecide: (txnDecide: TxnDecision): Uint8Array => Command.encode({ txnDecide, floor: 0n }).finish(),
 };

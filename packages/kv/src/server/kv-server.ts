@@ -67,6 +67,8 @@ import {
   type WatchResponse,
   WatchService,
 } from "../gen/etcdserverpb/rpc.js";
+import { ShardTxnClient, type TxnDecision, type TxnPart, type TxnVote } from "../gen/quorum/kv/v1/command.js";
+import { txnLocks } from "../store/intents.js";
 import { type ApplyResult, isTxnReadOnly, type KvStore } from "../store/kv-store.js";
 import { ProposalBatcher, ReadBarrier } from "./batcher.js";
 import { Lessor } from "./lessor.js";
@@ -197,8 +199,11 @@ export function withFloor(command: Uint8Array, floor: number): Uint8Array {
 /** etcd's MaxLeaseTTL (lease/lessor.go). */
 const maxLeaseTtl = 9_000_000_000n;
 
-type ClientKind = "kv" | "lease";
-type GrpcClient = InstanceType<typeof KVClient> | InstanceType<typeof LeaseClient>;
+type ClientKind = "kv" | "lease" | "shardTxn";
+type GrpcClient =
+  | InstanceType<typeof KVClient>
+  | InstanceType<typeof LeaseClient>
+  | InstanceType<typeof ShardTxnClient>;
 
 /** A server stream the service may end on shutdown or on losing the leader. */
 interface OpenStream {
@@ -537,6 +542,7 @@ export class KvService {
 
   private client(kind: "kv", address: string): InstanceType<typeof KVClient>;
   private client(kind: "lease", address: string): InstanceType<typeof LeaseClient>;
+  private client(kind: "shardTxn", address: string): InstanceType<typeof ShardTxnClient>;
   private client(kind: ClientKind, address: string): GrpcClient {
     const cacheKey = `${kind}:${address}`;
     let client = this.clients.get(cacheKey);
@@ -548,7 +554,9 @@ export class KvService {
       client =
         kind === "kv"
           ? createGrpcClient(KVClient, address, options)
-          : createGrpcClient(LeaseClient, address, options);
+          : kind === "lease"
+            ? createGrpcClient(LeaseClient, address, options)
+            : createGrpcClient(ShardTxnClient, address, options);
       this.clients.set(cacheKey, client);
     }
     return client;
@@ -560,7 +568,7 @@ export class KvService {
     method: string,
     call: ServerUnaryCall<Req, Res>,
   ): Promise<Res> {
-    const client = kind === "kv" ? this.client("kv", address) : this.client("lease", address);
+    const client = kind === "lease" ? this.client("lease", address) : this.client("kv", address);
     const metadata = new Metadata();
     metadata.set(forwardedHeader, this.log.nodeId);
     if (this.options.revisionFloor) metadata.set(floorHeader, String(this.options.revisionFloor()));
@@ -587,16 +595,59 @@ export class KvService {
 
   // ---- the request path ------------------------------------------------------------------
 
+  /**
+   * Proposes one command and returns its result. A command that met the locks of a prepared
+   * cross-shard transaction was not applied: it is proposed again once that transaction is
+   * decided here, until the request timeout.
+   */
   private async propose(command: Uint8Array): Promise<ApplyResult> {
     if (proposalSize(command.length) > this.maxRequestBytes) throw etcdErrors.requestTooLarge();
-    const floor = this.options.revisionFloor?.();
-    const result = await this.batcher.submit(floor ? withFloor(command, floor) : command);
-    if (result.type === "error") throw result.error;
-    return result;
+    const deadline = this.clock.now() + this.requestTimeoutMs;
+    for (;;) {
+      const floor = this.options.revisionFloor?.();
+      const result = await this.batcher.submit(floor ? withFloor(command, floor) : command);
+      if (result.type === "error") throw result.error;
+      if (result.type !== "locked") return result;
+      const holder = result.holder;
+      await this.whileBlocked(() => this.store.preparedTxns().some((i) => i.txId.equals(holder)), deadline);
+    }
+  }
+
+  /**
+   * Waits while `blocked()` holds, re-checking whenever a cross-shard transaction is prepared
+   * or decided in this shard; fails with etcd's timeout at the deadline (the client retries).
+   */
+  private async whileBlocked(blocked: () => unknown, deadline = this.clock.now() + this.requestTimeoutMs) {
+    while (blocked()) {
+      const left = deadline - this.clock.now();
+      if (left <= 0) throw etcdErrors.timeout();
+      await new Promise<void>((resolve) => {
+        const timer = this.clock.schedule(left, () => {
+          off();
+          resolve();
+        });
+        const off = this.store.onIntentsChanged(() => {
+          off();
+          timer.cancel();
+          resolve();
+        });
+      });
+    }
   }
 
   private async linearizable(): Promise<void> {
     await this.barrier.wait();
+  }
+
+  /**
+   * A linearizable read must see every transaction acknowledged before it began, and a
+   * cross-shard transaction is acknowledged once its decision is recorded on its anchor
+   * shard, perhaps before this shard applied it: so a read waits for prepared transactions
+   * that write in its range (those that could land at or below its revision).
+   */
+  private async settled(key: Buffer, rangeEnd: Buffer, revision: bigint): Promise<void> {
+    const at = revision > 0n ? Number(revision) : undefined;
+    await this.whileBlocked(() => this.store.pendingWriter(key, rangeEnd, at));
   }
 
   async range(
@@ -605,7 +656,10 @@ export class KvService {
   ): Promise<RangeResponse> {
     checkRangeRequest(req);
     const local = async () => {
-      if (!req.serializable) await this.linearizable();
+      if (!req.serializable) {
+        await this.linearizable();
+        await this.settled(req.key, req.rangeEnd, req.revision);
+      }
       return this.fill(this.store.range(req));
     };
     return call ? this.orForward(call, "range", local) : local();
@@ -636,7 +690,10 @@ export class KvService {
     checkTxnRequest(req, this.maxTxnOps);
     const local = async () => {
       if (isTxnReadOnly(req)) {
-        if (!isTxnSerializable(req)) await this.linearizable();
+        if (!isTxnSerializable(req)) {
+          await this.linearizable();
+          await this.whileBlocked(() => this.store.lockHolder(txnLocks(req)));
+        }
         return this.fill(this.store.txnReadOnly(req));
       }
       const r = await this.propose(encodeCommand.txn(req));
@@ -654,6 +711,76 @@ export class KvService {
       return this.fill((r as Extract<ApplyResult, { type: "compaction" }>).response);
     };
     return call ? this.orForward(call, "compact", local) : local();
+  }
+
+  // ---- cross-shard transactions: this shard's side, on its leader -----------------------
+
+  /**
+   * Runs `local` on this node if it leads the shard; otherwise calls `remote` on the leader's
+   * node (once: a forwarded call is not forwarded again).
+   */
+  private async onLeader<T>(
+    forwarded: boolean,
+    local: () => Promise<T>,
+    remote: (
+      client: InstanceType<typeof ShardTxnClient>,
+      metadata: Metadata,
+      options: { deadline: number },
+      done: (err: ServiceError | null, response: T) => void,
+    ) => void,
+  ): Promise<T> {
+    try {
+      return await local();
+    } catch (err) {
+      if (!isConsensusError(err, "NOT_LEADER")) throw this.toEtcdError(err);
+      const leader = err.leader;
+      if (!leader || leader.id === this.log.nodeId) throw etcdErrors.noLeader();
+      if (forwarded) throw etcdErrors.leaderChanged();
+      const address = this.options.leaderClientAddress?.(leader.id);
+      if (!address) throw etcdErrors.noLeader();
+      const metadata = new Metadata();
+      metadata.set(forwardedHeader, this.log.nodeId);
+      return new Promise<T>((resolve, reject) => {
+        remote(
+          this.client("shardTxn", address),
+          metadata,
+          { deadline: Date.now() + this.requestTimeoutMs },
+          (e, r) => (e ? reject(new EtcdError(e.code, e.details)) : resolve(r)),
+        );
+      });
+    }
+  }
+
+  /** Proposes this shard's part of a cross-shard Txn through its log and returns the vote. */
+  prepareTxnPart(part: TxnPart, forwarded = false): Promise<TxnVote> {
+    const shard = this.options.shardIndex ?? 0;
+    return this.onLeader(
+      forwarded,
+      async () => {
+        const r = await this.propose(encodeCommand.txnPrepare(part));
+        return (r as Extract<ApplyResult, { type: "txnVote" }>).vote;
+      },
+      (client, metadata, options, done) => client.prepare({ shard, part }, metadata, options, done),
+    );
+  }
+
+  /** Proposes a cross-shard Txn's decision through this shard's log; returns the decision recorded here. */
+  decideTxn(decision: TxnDecision, forwarded = false): Promise<TxnDecision> {
+    const shard = this.options.shardIndex ?? 0;
+    return this.onLeader(
+      forwarded,
+      async () => {
+        const r = await this.propose(encodeCommand.txnDecide(decision));
+        return (r as Extract<ApplyResult, { type: "txnDecided" }>).decision;
+      },
+      (client, metadata, options, done) => client.decide({ shard, decision }, metadata, options, done),
+    );
+  }
+
+  /** The decision recorded in this shard for a transaction, read linearizably (undefined: none yet). */
+  async txnRecord(txId: Uint8Array): Promise<TxnDecision | undefined> {
+    await this.linearizable();
+    return this.store.txnRecord(txId);
   }
 
   // ---- leases ----------------------------------------------------------------------------

@@ -118,7 +118,7 @@ export class WatchHub {
     this.logger = options.logger;
     this.onUnsynced = options.onUnsynced;
     this.progressIntervalMs = Math.max(100, options.progressNotifyIntervalMs ?? 10 * 60 * 1000);
-    this.lastRev = this.store.revision();
+    this.lastRev = this.store.visibleRevision();
     this.unsubscribe = this.store.onChanges((changes) => this.onChanges(changes));
   }
 
@@ -161,7 +161,7 @@ export class WatchHub {
   private scheduleProgress(): void {
     if (this.closed || this.streams.size === 0) return;
     this.progressTimer = this.clock.schedule(this.progressIntervalMs, () => {
-      const rev = this.store.revision();
+      const rev = this.store.visibleRevision();
       if (rev > this.lastRev) {
         for (const stream of this.streams) stream.deliver([], rev + 1);
         this.lastRev = rev;
@@ -255,7 +255,7 @@ export class WatchStream {
 
   private create(req: WatchCreateRequest): void {
     const store = this.hub.store;
-    const cur = store.revision();
+    const cur = store.visibleRevision();
     const key = req.key.length > 0 ? req.key : emptyKeyWatch;
     const range = keyRange(key, req.rangeEnd);
     const refuse = (reason: string) =>
@@ -303,7 +303,11 @@ export class WatchStream {
   private cancel(id: bigint): void {
     if (!this.watchers.delete(id)) return; // etcd sends nothing for an unknown id
     this.enqueue(
-      response({ header: this.hub.header(BigInt(this.hub.store.revision())), watchId: id, canceled: true }),
+      response({
+        header: this.hub.header(BigInt(this.hub.store.visibleRevision())),
+        watchId: id,
+        canceled: true,
+      }),
     );
   }
 
@@ -319,7 +323,9 @@ export class WatchStream {
 
   private sendProgress(): void {
     this.progressPending = false;
-    this.enqueue(response({ header: this.hub.header(BigInt(this.hub.store.revision())), watchId: -1n }));
+    this.enqueue(
+      response({ header: this.hub.header(BigInt(this.hub.store.visibleRevision())), watchId: -1n }),
+    );
   }
 
   // ---- events ----------------------------------------------------------------------------
@@ -424,7 +430,7 @@ export class WatchStream {
   private pump(): void {
     if (this.closed) return;
     const store = this.hub.store;
-    const cur = store.revision();
+    const cur = store.visibleRevision();
     const compacted = store.compactRevision();
     let behind = false;
     for (const w of [...this.watchers.values()]) {
@@ -468,7 +474,7 @@ export class WatchStream {
   /** A periodic progress notification to synced watchers that asked for it and were idle. */
   progressTick(): void {
     if (this.closed) return;
-    const rev = BigInt(this.hub.store.revision());
+    const rev = BigInt(this.hub.store.visibleRevision());
     for (const w of this.watchers.values()) {
       if (w.progressNotify && w.synced && !w.active && !this.full()) {
         this.enqueue(response({ header: this.hub.header(rev), watchId: w.id }));

@@ -35,6 +35,16 @@ import type {
   WatchResponse,
 } from "../gen/etcdserverpb/rpc.js";
 import {
+  type ShardDecideRequest,
+  type ShardPrepareRequest,
+  type ShardRecordRequest,
+  type ShardRecordResponse,
+  ShardTxnService,
+  type TxnDecision,
+  type TxnPart,
+  type TxnVote,
+} from "../gen/quorum/kv/v1/command.js";
+import {
   floorHeader,
   type KvServer,
   KvService,
@@ -49,6 +59,7 @@ import {
   checkTxnRequest,
   defaultMaxTxnOps,
 } from "../server/validate.js";
+import type { Intent } from "../store/intents.js";
 import type { ApplyResult, KvStore } from "../store/kv-store.js";
 import { mergeDelete, mergeRange, txnRanges } from "./merge.js";
 import { ShardedWatchStream } from "./sharded-watch.js";
@@ -60,8 +71,32 @@ export interface ShardReplica {
   readonly store: KvStore;
 }
 
-/** The engine for a Txn whose keys fall in several shards (later: @quorum/txn's 2PC). */
-export type CrossShardTxn = (req: TxnRequest, shards: readonly number[]) => Promise<TxnResponse>;
+/**
+ * What the engine for Txns over several shards (`@quorum/txn`'s `ShardTxnEngine`) gets from
+ * this node: each shard's participant side (prepare and decide through the shard's log, on
+ * its leader) and what recovery needs to find transactions whose coordinator vanished.
+ */
+export interface ShardTxnAccess {
+  readonly map: ShardMap;
+  /** Proposes a part on the shard's leader; resolves with the shard's vote. */
+  prepare(shard: number, part: TxnPart): Promise<TxnVote>;
+  /** Proposes a decision on the shard's leader; resolves with the decision the shard recorded (the first one wins). */
+  decide(shard: number, decision: TxnDecision): Promise<TxnDecision>;
+  /** The decision recorded in a shard, read linearizably; undefined while there is none. */
+  record(shard: number, txId: Uint8Array): Promise<TxnDecision | undefined>;
+  /** Undecided parts in this node's replica of a shard. */
+  prepared(shard: number): readonly Intent[];
+  /** Whether this node leads the shard's consensus group now. */
+  leads(shard: number): boolean;
+  /** The highest revision this node knows of, over every shard. */
+  maxKnown(): number;
+}
+
+/** The engine for a Txn whose keys fall in several shards. */
+export interface CrossShardTxn {
+  txn(req: TxnRequest, shards: readonly number[]): Promise<TxnResponse>;
+  close(): void;
+}
 
 export interface ShardedKvServiceOptions
   extends Omit<
@@ -72,8 +107,8 @@ export interface ShardedKvServiceOptions
   readonly shards: readonly ShardReplica[];
   /** Split points (N-1, ascending); default `defaultSplitPoints(shards.length)`. */
   readonly splitPoints?: readonly Buffer[];
-  /** Runs a Txn over several shards; without it such a Txn fails with UNIMPLEMENTED. */
-  readonly crossShardTxn?: CrossShardTxn;
+  /** Builds the engine for Txns over several shards; without it such a Txn fails with UNIMPLEMENTED. */
+  readonly crossShardTxn?: (access: ShardTxnAccess) => CrossShardTxn;
   /** How often a shard leader raises an idle shard's revision to the node's highest known one; default 20. */
   readonly shardBumpIntervalMs?: number;
 }
@@ -105,6 +140,7 @@ export class ShardedKvService {
   private readonly bumpTimer: NodeJS.Timeout | undefined;
   private readonly requestTimeoutMs: number;
   private readonly streams = new Set<ShardedWatchStream>();
+  private readonly crossShard: CrossShardTxn | undefined;
 
   constructor(private readonly options: Omit<ShardedKvServiceOptions, "listen">) {
     if (options.shards.length === 0) throw new RangeError("at least one shard");
@@ -143,6 +179,19 @@ export class ShardedKvService {
       this.bumpTimer = setInterval(() => this.bump(), options.shardBumpIntervalMs ?? 20);
       this.bumpTimer.unref();
     }
+    this.crossShard = options.crossShardTxn?.(this.txnAccess());
+  }
+
+  private txnAccess(): ShardTxnAccess {
+    return {
+      map: this.map,
+      prepare: (shard, part) => this.services[shard]!.prepareTxnPart(part),
+      decide: (shard, decision) => this.services[shard]!.decideTxn(decision),
+      record: (shard, txId) => this.services[shard]!.txnRecord(txId),
+      prepared: (shard) => this.shards[shard]!.store.preparedTxns(),
+      leads: (shard) => this.shards[shard]!.log.status().role === "leader",
+      maxKnown: () => this.maxKnown(),
+    };
   }
 
   get metrics(): Registry {
@@ -292,8 +341,7 @@ export class ShardedKvService {
       shards = [...set].sort((a, b) => a - b);
     }
     if (shards.length > 1) {
-      if (this.options.crossShardTxn)
-        return this.fill(this.done(await this.options.crossShardTxn(req, shards)));
+      if (this.crossShard) return this.fill(this.done(await this.crossShard.txn(req, shards)));
       throw new EtcdError(
         status.UNIMPLEMENTED,
         `quorum: a Txn over several shards is not implemented yet: its keys fall in shards ${shards.join(", ")} of ${this.map.count}`,
@@ -378,7 +426,7 @@ export class ShardedKvService {
       this.services.map((s) => s.watchHub),
       this.map,
       (rev) => s0.header(rev),
-      (shard) => this.shards[shard]!.store.revision(),
+      (shard) => this.shards[shard]!.store.visibleRevision(),
       (r) => call.write(r),
       () => this.streams.delete(stream),
     );
@@ -432,7 +480,36 @@ export class ShardedKvService {
         impl.leaseLeases = u("LeaseLeases", (req: LeaseLeasesRequest) => s0.leaseLeases(req));
       }
     }
+    if (this.crossShard) list.push({ definition: ShardTxnService, implementation: this.shardTxnImpl() });
     return list;
+  }
+
+  /** The internal ShardTxn service: parts and decisions forwarded here by nodes that do not lead the shard. */
+  private shardTxnImpl(): UntypedServiceImplementation {
+    const s0 = this.services[0]!;
+    const shard = (n: number) => {
+      const svc = this.services[n];
+      if (!svc)
+        throw new EtcdError(
+          status.INVALID_ARGUMENT,
+          `quorum: no shard ${n} (this node has ${this.services.length})`,
+        );
+      return svc;
+    };
+    return {
+      prepare: s0.unary("ShardTxn.Prepare", (req: ShardPrepareRequest) => {
+        if (!req.part) throw new EtcdError(status.INVALID_ARGUMENT, "quorum: prepare without a part");
+        return shard(req.shard).prepareTxnPart(req.part, true);
+      }),
+      decide: s0.unary("ShardTxn.Decide", (req: ShardDecideRequest) => {
+        if (!req.decision) throw new EtcdError(status.INVALID_ARGUMENT, "quorum: decide without a decision");
+        return shard(req.shard).decideTxn(req.decision, true);
+      }),
+      record: s0.unary("ShardTxn.Record", async (req: ShardRecordRequest): Promise<ShardRecordResponse> => {
+        const decision = await shard(req.shard).txnRecord(req.txId);
+        return { found: decision !== undefined, decision };
+      }),
+    };
   }
 
   watchStreams(): number {
@@ -450,6 +527,7 @@ export class ShardedKvService {
   }
 
   close(): void {
+    this.crossShard?.close();
     if (this.bumpTimer) clearInterval(this.bumpTimer);
     for (const s of [...this.streams]) s.close();
     for (const s of this.services) s.close();

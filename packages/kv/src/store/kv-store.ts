@@ -30,8 +30,19 @@ import {
   type TxnResponse,
 } from "../gen/etcdserverpb/rpc.js";
 import { type Event, Event_EventType, type KeyValue } from "../gen/mvccpb/kv.js";
-import { Command } from "../gen/quorum/kv/v1/command.js";
+import {
+  type BranchResult,
+  Command,
+  type TxnDecision,
+  TxnDecision as TxnDecisionCodec,
+  type TxnPart,
+  TxnPrepared,
+  type TxnVote,
+  TxnVote_CompareResult,
+  TxnVote_Outcome,
+} from "../gen/quorum/kv/v1/command.js";
 import { evaluateCompare } from "./compare.js";
+import { type Intent, IntentTable, type Lock, lockRange, txnLocks } from "./intents.js";
 import { type KeyRange, keyRange } from "./keys.js";
 import { createSchema } from "./schema.js";
 import { sorter } from "./sort.js";
@@ -46,6 +57,15 @@ export type ApplyResult =
   | { readonly type: "leaseRevoke"; readonly response: LeaseRevokeResponse }
   /** A floor-only command (sharding): the revision was raised to at least the floor. */
   | { readonly type: "bump"; readonly revision: number }
+  /** A cross-shard transaction's part was prepared here (or refused): see `TxnVote`. */
+  | { readonly type: "txnVote"; readonly vote: TxnVote }
+  /** A cross-shard transaction's decision as this shard recorded it (the first one applied wins). */
+  | { readonly type: "txnDecided"; readonly decision: TxnDecision }
+  /**
+   * The command touches keys a prepared cross-shard transaction has locked, and was not
+   * applied: the proposer waits for that transaction to finish (`whenUnlocked`) and retries.
+   */
+  | { readonly type: "locked"; readonly holder: Buffer }
   | { readonly type: "error"; readonly error: EtcdError };
 
 /**
@@ -99,6 +119,28 @@ interface WriteTxn {
   readonly beginRev: number;
   changes: number;
   readonly events: Event[] | undefined;
+  /**
+   * First `sub` of this write's rows. A cross-shard commit may land at a revision this shard
+   * already used for other keys (see `commitIntent`); its rows then sort after theirs.
+   */
+  readonly subBase?: number;
+}
+
+/** `sub` base of a cross-shard commit written at a revision the shard had already reached. */
+const pastSubBase = 1 << 20;
+
+const emptyTxn: TxnRequest = { compare: [], success: [], failure: [] };
+
+function refusal(outcome: TxnVote_Outcome, holder?: Intent): TxnVote {
+  return {
+    outcome,
+    compares: [],
+    success: undefined,
+    failure: undefined,
+    provisionalRevision: 0n,
+    holderTxId: holder ? holder.txId : Buffer.alloc(0),
+    holderStartTs: holder?.part.startTs ?? 0n,
+  };
 }
 
 /** Nested txns whose compares were evaluated up front, as etcd's compareToPath does. */
@@ -153,6 +195,15 @@ export class KvStore implements StateMachine<ApplyResult> {
   private rev = 1;
   private compactRev = -1;
   private readonly listeners = new Set<(changes: readonly RevisionChanges[]) => void>();
+  private readonly intents = new IntentTable();
+  private readonly intentListeners = new Set<() => void>();
+  private intentsChanged = false;
+  /** Set by a cross-shard commit written below the current revision: its changes' revision. */
+  private pastWrite: number | undefined;
+  /** Changes above `visibleRevision()`, held back from listeners until no pending transaction can write below them. */
+  private held: RevisionChanges[] = [];
+  /** The revision of the last change given to listeners. */
+  private emitted = 1;
   private readonly snapshotFiles: string[] = [];
   private closed = false;
 
@@ -203,6 +254,25 @@ export class KvStore implements StateMachine<ApplyResult> {
     this.rev = meta.revision;
     this.compactRev = meta.compact_revision;
     this.statements.clear();
+    this.intents.clear();
+    const rows = this.db.prepare("SELECT tx_id, prepared FROM txn_intent").all() as {
+      tx_id: Buffer;
+      prepared: Buffer;
+    }[];
+    for (const row of rows) this.intents.add(this.intentOf(row.tx_id, TxnPrepared.decode(row.prepared)));
+    this.held = [];
+    this.emitted = this.visibleRevision();
+  }
+
+  private intentOf(txId: Buffer, prepared: TxnPrepared): Intent {
+    const part = prepared.part!;
+    return {
+      txId,
+      part,
+      preparedRevision: Number(prepared.preparedRevision),
+      vote: prepared.vote!,
+      locks: txnLocks(part.txn ?? emptyTxn),
+    };
   }
 
   private stmt(sql: string, safeIntegers = false): Database.Statement {
@@ -249,10 +319,11 @@ export class KvStore implements StateMachine<ApplyResult> {
           last = entry.index;
           const events: Event[] | undefined = collect ? [] : undefined;
           const previous = this.rev;
+          this.pastWrite = undefined;
           const result = this.applyCommand(entry, events);
           results.push(result);
           if (events && (events.length > 0 || this.rev !== previous)) {
-            changes.push({ revision: this.rev, events, previous });
+            changes.push({ revision: this.pastWrite ?? this.rev, events, previous });
           }
         }
         this.stmt("UPDATE meta SET applied_index = ?, revision = ?, compact_revision = ? WHERE id = 0").run(
@@ -264,11 +335,50 @@ export class KvStore implements StateMachine<ApplyResult> {
     } catch (err) {
       this.rev = before.rev;
       this.compactRev = before.compactRev;
+      if (this.intentsChanged) this.loadMeta();
       throw err;
     }
     this.applied = last;
-    if (changes.length > 0) for (const listener of this.listeners) listener(changes);
+    if (collect) {
+      this.held.push(...changes);
+      this.release();
+    }
+    if (this.intentsChanged) {
+      this.intentsChanged = false;
+      for (const listener of [...this.intentListeners]) listener();
+    }
     return results;
+  }
+
+  /**
+   * The highest revision whose changes are final. A prepared cross-shard transaction may
+   * still commit at any revision above the revision its part was prepared at (its writes
+   * then land below this shard's current revision, see `commitIntent`), so watchers are only
+   * given revisions up to the lowest such point.
+   */
+  visibleRevision(): number {
+    const min = this.intents.minPreparedRevision();
+    return min === undefined ? this.rev : Math.min(this.rev, min);
+  }
+
+  /** Gives listeners every held change at or below `visibleRevision()`, in revision order. */
+  private release(): void {
+    const visible = this.visibleRevision();
+    if (visible <= this.emitted && this.held.length === 0) return;
+    const ready = this.held.filter((c) => c.revision <= visible).sort((a, b) => a.revision - b.revision);
+    this.held = this.held.filter((c) => c.revision > visible);
+    const out: RevisionChanges[] = [];
+    for (const c of ready) {
+      const last = out[out.length - 1];
+      if (last && last.revision === c.revision) (last.events as Event[]).push(...c.events);
+      else
+        out.push({ revision: c.revision, events: [...c.events], previous: last?.revision ?? this.emitted });
+    }
+    const top = out[out.length - 1]?.revision ?? this.emitted;
+    if (visible > top) out.push({ revision: visible, events: [], previous: top });
+    if (out.length === 0) return;
+    this.emitted = out[out.length - 1]!.revision;
+    for (const listener of this.listeners) listener(out);
   }
 
   private applyCommand(entry: LogEntry, events: Event[] | undefined): ApplyResult {
@@ -284,6 +394,10 @@ export class KvStore implements StateMachine<ApplyResult> {
     const floor = Number(command.floor);
     if (floor > this.rev) this.rev = floor;
     try {
+      if (command.txnPrepare) return this.prepareTxn(command.txnPrepare);
+      if (command.txnDecide) return this.decideTxn(command.txnDecide, events);
+      const holder = this.lockedBy(command);
+      if (holder) return { type: "locked", holder: holder.txId };
       if (command.put) {
         const w = this.beginWrite(events);
         const response = this.put(w, command.put, true);
@@ -310,6 +424,18 @@ export class KvStore implements StateMachine<ApplyResult> {
       if (err instanceof EtcdError) return { type: "error", error: err };
       throw err;
     }
+  }
+
+  /** The prepared transaction (if any) holding a lock this write command needs. */
+  private lockedBy(command: Command): Intent | undefined {
+    if (this.intents.size === 0) return undefined;
+    let locks: Lock[];
+    if (command.put) locks = [lockRange(command.put.key, Buffer.alloc(0), "write")];
+    else if (command.deleteRange)
+      locks = [lockRange(command.deleteRange.key, command.deleteRange.rangeEnd, "write")];
+    else if (command.txn) locks = txnLocks(command.txn);
+    else return undefined;
+    return this.intents.conflict(locks);
   }
 
   private beginWrite(events: Event[] | undefined): WriteTxn {
@@ -440,7 +566,7 @@ export class KvStore implements StateMachine<ApplyResult> {
     const version = prev ? prev.version + 1n : 1n;
     this.stmt(
       "INSERT OR REPLACE INTO history (key, mod_revision, sub, tombstone, value, create_revision, version, lease) VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
-    ).run(req.key, rev, w.changes, value, createRevision, version, lease);
+    ).run(req.key, rev, (w.subBase ?? 0) + w.changes, value, createRevision, version, lease);
     this.stmt(
       "INSERT INTO kv (key, mod_revision, lease) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET mod_revision = excluded.mod_revision, lease = excluded.lease",
     ).run(req.key, rev, lease);
@@ -470,7 +596,7 @@ export class KvStore implements StateMachine<ApplyResult> {
     );
     const remove = this.stmt("DELETE FROM kv WHERE key = ?");
     for (const row of existing) {
-      insert.run(row.key, rev, w.changes);
+      insert.run(row.key, rev, (w.subBase ?? 0) + w.changes);
       remove.run(row.key);
       w.changes++;
       if (w.events) {
@@ -626,6 +752,165 @@ export class KvStore implements StateMachine<ApplyResult> {
          SELECT 1 FROM history n WHERE n.key = history.key AND n.mod_revision > history.mod_revision AND n.mod_revision <= @c))`,
     ).run({ c: rev });
     return { header: header(this.rev) };
+  }
+
+  // ---- cross-shard transactions (a shard's side of two-phase commit) --------------------
+
+  /**
+   * Prepares this shard's part of a cross-shard Txn: refuses it if a decision is already
+   * recorded or another prepared transaction holds a conflicting lock; otherwise evaluates
+   * the compares, dry-runs both branches (so the coordinator can answer the client without
+   * another round) and keeps the part, with its locks, until the decision is applied.
+   * Applying the same part twice answers the first vote.
+   */
+  private prepareTxn(part: TxnPart): ApplyResult {
+    const txId = Buffer.from(part.txId);
+    const existing = this.intents.get(txId);
+    if (existing) return { type: "txnVote", vote: existing.vote };
+    if (this.txnRecord(txId)) return { type: "txnVote", vote: refusal(TxnVote_Outcome.ABORTED) };
+    const txn = part.txn ?? emptyTxn;
+    const locks = txnLocks(txn);
+    const holder = this.intents.conflict(locks, txId);
+    if (holder) return { type: "txnVote", vote: refusal(TxnVote_Outcome.CONFLICT, holder) };
+    const compares = txn.compare.map((c) => {
+      const kvs = this.rows(keyRange(c.key, c.rangeEnd), true, this.rev, noLimit, false).map(toKeyValue);
+      // A range with no key here says nothing: other shards' keys decide (see TxnVote).
+      if (kvs.length === 0 && c.rangeEnd.length > 0) return TxnVote_CompareResult.NO_KEYS;
+      return evaluateCompare(c, kvs) ? TxnVote_CompareResult.HOLDS : TxnVote_CompareResult.FAILS;
+    });
+    const vote: TxnVote = {
+      outcome: TxnVote_Outcome.PREPARED,
+      compares,
+      success: this.dryRun(txn, true),
+      failure: this.dryRun(txn, false),
+      provisionalRevision: BigInt(this.rev + 1),
+      holderTxId: Buffer.alloc(0),
+      holderStartTs: 0n,
+    };
+    const prepared: TxnPrepared = { part, preparedRevision: BigInt(this.rev), vote };
+    this.stmt("INSERT INTO txn_intent (tx_id, prepared) VALUES (?, ?)").run(
+      txId,
+      TxnPrepared.encode(prepared).finish(),
+    );
+    this.intents.add(this.intentOf(txId, prepared));
+    this.intentsChanged = true;
+    return { type: "txnVote", vote };
+  }
+
+  /** One branch of a part run inside a savepoint that is then rolled back: its responses or its error. */
+  private dryRun(txn: TxnRequest, succeeded: boolean): BranchResult {
+    const path = this.compareToPathAs(txn, succeeded, this.rev);
+    const rollback = new Error("dry run");
+    let result: BranchResult | undefined;
+    try {
+      this.db.transaction(() => {
+        this.checkPuts(txn, path);
+        this.checkRanges(txn, path, this.rev);
+        const r = this.applyTxnOps(this.beginWrite(undefined), txn, path, this.rev);
+        result = { responses: r.responses, errorCode: 0, errorMessage: "" };
+        throw rollback;
+      })();
+    } catch (err) {
+      if (err === rollback && result) return result;
+      if (err instanceof EtcdError) return { responses: [], errorCode: err.code, errorMessage: err.message };
+      throw err;
+    }
+    throw new Error("unreachable: the dry run always rolls back");
+  }
+
+  /**
+   * Applies a transaction's decision: the first decision recorded for a tx_id wins (later ones
+   * are answered with it), a commit writes the prepared part's chosen branch, and either way
+   * the part's locks are released.
+   */
+  private decideTxn(decision: TxnDecision, events: Event[] | undefined): ApplyResult {
+    const txId = Buffer.from(decision.txId);
+    const recorded = this.txnRecord(txId);
+    if (recorded) return { type: "txnDecided", decision: recorded };
+    this.stmt("INSERT INTO txn_record (tx_id, decision) VALUES (?, ?)").run(
+      txId,
+      TxnDecisionCodec.encode(decision).finish(),
+    );
+    const intent = this.intents.get(txId);
+    if (intent) {
+      if (decision.commit) this.commitIntent(intent, Number(decision.revision), decision.succeeded, events);
+      this.stmt("DELETE FROM txn_intent WHERE tx_id = ?").run(txId);
+      this.intents.remove(txId);
+      this.intentsChanged = true;
+    }
+    return { type: "txnDecided", decision };
+  }
+
+  /**
+   * Writes a committed part at the transaction's revision, which is the same in every shard
+   * (the largest provisional revision). When this shard has already passed it (other keys
+   * were written since the prepare), the rows still go in at that revision: the part's locks
+   * kept every key it touches unchanged since the prepare, so each key's history stays in
+   * order, and `visibleRevision()` held watchers below the prepare point meanwhile.
+   */
+  private commitIntent(
+    intent: Intent,
+    revision: number,
+    succeeded: boolean,
+    events: Event[] | undefined,
+  ): void {
+    const txn = intent.part.txn ?? emptyTxn;
+    const past = revision <= this.rev;
+    const w: WriteTxn = { beginRev: revision - 1, changes: 0, events, subBase: past ? pastSubBase : 0 };
+    this.applyTxnOps(w, txn, this.compareToPathAs(txn, succeeded, revision - 1), revision - 1);
+    if (w.changes === 0) return;
+    if (past) this.pastWrite = revision;
+    else this.rev = revision;
+  }
+
+  private compareToPathAs(txn: TxnRequest, succeeded: boolean, rev: number): TxnPath {
+    return {
+      succeeded,
+      nested: (succeeded ? txn.success : txn.failure).flatMap((op) =>
+        op.requestTxn ? [this.compareToPath(op.requestTxn, rev)] : [],
+      ),
+    };
+  }
+
+  /** The decision this shard applied for a transaction, if any. */
+  txnRecord(txId: Uint8Array): TxnDecision | undefined {
+    const row = this.stmt("SELECT decision FROM txn_record WHERE tx_id = ?").get(Buffer.from(txId)) as
+      | { decision: Buffer }
+      | undefined;
+    return row ? TxnDecisionCodec.decode(row.decision) : undefined;
+  }
+
+  /** The prepared, undecided transaction parts on this shard (for recovery). */
+  preparedTxns(): readonly Intent[] {
+    return this.intents.all();
+  }
+
+  /**
+   * A prepared transaction that a read of [key, rangeEnd) at `atRevision` must wait for: one
+   * that writes in the range and may still commit at or below that revision (any, for a
+   * read at the current revision).
+   */
+  pendingWriter(key: Buffer, rangeEnd: Buffer, atRevision?: number): Intent | undefined {
+    if (this.intents.size === 0) return undefined;
+    const read = [lockRange(key, rangeEnd, "read")];
+    return this.intents
+      .all()
+      .find(
+        (i) =>
+          (atRevision === undefined || i.preparedRevision < atRevision) &&
+          this.intents.conflictsWith(i, read),
+      );
+  }
+
+  /** The prepared transaction (if any) whose locks conflict with `locks`. */
+  lockHolder(locks: readonly Lock[]): Intent | undefined {
+    return this.intents.conflict(locks);
+  }
+
+  /** Calls `listener` after each applied batch that prepared or finished a cross-shard transaction. */
+  onIntentsChanged(listener: () => void): () => void {
+    this.intentListeners.add(listener);
+    return () => this.intentListeners.delete(listener);
   }
 
   // ---- watch support ---------------------------------------------------------------------

@@ -48,5 +48,17 @@ export function createSchema(db: Database.Database): void {
       ttl INTEGER NOT NULL,
       remaining_ttl INTEGER NOT NULL
     );
+
+    -- Cross-shard transactions: the prepared parts this shard holds locks for (a TxnPrepared
+    -- message each), and the decision applied here for every transaction it took part in
+    -- (a TxnDecision each; on a transaction's anchor shard it is the transaction's record).
+    CREATE TABLE IF NOT EXISTS txn_intent (
+      tx_id BLOB PRIMARY KEY,
+      prepared BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS txn_record (
+      tx_id BLOB PRIMARY KEY,
+      decision BLOB NOT NULL
+    ) WITHOUT ROWID;
   `);
 }

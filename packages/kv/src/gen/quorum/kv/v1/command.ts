@@ -7,12 +7,25 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import {
+  type CallOptions,
+  type ChannelCredentials,
+  Client,
+  type ClientOptions,
+  type ClientUnaryCall,
+  type handleUnaryCall,
+  makeGenericClientConstructor,
+  type Metadata,
+  type ServiceError,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import {
   CompactionRequest,
   DeleteRangeRequest,
   LeaseCheckpointRequest,
   LeaseGrantRequest,
   LeaseRevokeRequest,
   PutRequest,
+  ResponseOp,
   TxnRequest,
 } from "../../../etcdserverpb/rpc.js";
 
@@ -41,12 +54,189 @@ export interface Command {
   leaseCheckpoint?:
     | LeaseCheckpointRequest
     | undefined;
+  /** Transactions over several shards (two-phase commit, see README "Cross-shard Txn"). */
+  txnPrepare?: TxnPart | undefined;
+  txnDecide?:
+    | TxnDecision
+    | undefined;
   /**
    * Sharding: the store first raises its revision to at least `floor` (the highest cluster
    * revision the proposing node knew), so this entry's writes get a larger revision. A
    * command with a floor and no op only raises the revision (a shard's progress "bump").
    */
   floor: bigint;
+}
+
+/**
+ * One shard's part of an etcd Txn whose keys fall in several shards. Preparing it locks
+ * every key and range the part reads or writes, evaluates its compares, and dry-runs both
+ * branches; the shard then holds the locks, across restarts and leader changes, until a
+ * TxnDecision for the same tx_id is applied.
+ */
+export interface TxnPart {
+  txId: Buffer;
+  /** The shard that holds the transaction's record (its decision): the first shard involved. */
+  anchor: number;
+  /** Age for the wait-die rule (milliseconds since the epoch at the first attempt). */
+  startTs: bigint;
+  /** Every shard in the transaction, ascending (so recovery can finish it anywhere). */
+  shards: number[];
+  /** This shard's compares and the ops of each branch that touch it, clipped to its key range. */
+  txn: TxnRequest | undefined;
+}
+
+/** A prepared part as the shard stores it (table txn_intent). */
+export interface TxnPrepared {
+  part:
+    | TxnPart
+    | undefined;
+  /** The shard's revision when it prepared: the transaction's writes land above it. */
+  preparedRevision: bigint;
+  vote: TxnVote | undefined;
+}
+
+/** What preparing a part answered. */
+export interface TxnVote {
+  outcome: TxnVote_Outcome;
+  compares: TxnVote_CompareResult[];
+  /** The dry run of each branch, at `provisional_revision`; or the etcd error it would return. */
+  success: BranchResult | undefined;
+  failure:
+    | BranchResult
+    | undefined;
+  /**
+   * The revision this shard would have written at: the transaction's revision is the
+   * largest over its shards, so no shard has already used it for keys the txn touches.
+   */
+  provisionalRevision: bigint;
+  /** CONFLICT: the holder of the lock. */
+  holderTxId: Buffer;
+  holderStartTs: bigint;
+}
+
+export enum TxnVote_Outcome {
+  /** PREPARED - Locked and prepared; the fields below describe the part. */
+  PREPARED = 0,
+  /** CONFLICT - Another transaction holds a conflicting lock: nothing was locked. */
+  CONFLICT = 1,
+  /** ABORTED - The record on this (anchor) shard already says the transaction aborted. */
+  ABORTED = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function txnVote_OutcomeFromJSON(object: any): TxnVote_Outcome {
+  switch (object) {
+    case 0:
+    case "PREPARED":
+      return TxnVote_Outcome.PREPARED;
+    case 1:
+    case "CONFLICT":
+      return TxnVote_Outcome.CONFLICT;
+    case 2:
+    case "ABORTED":
+      return TxnVote_Outcome.ABORTED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TxnVote_Outcome.UNRECOGNIZED;
+  }
+}
+
+export function txnVote_OutcomeToJSON(object: TxnVote_Outcome): string {
+  switch (object) {
+    case TxnVote_Outcome.PREPARED:
+      return "PREPARED";
+    case TxnVote_Outcome.CONFLICT:
+      return "CONFLICT";
+    case TxnVote_Outcome.ABORTED:
+      return "ABORTED";
+    case TxnVote_Outcome.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum TxnVote_CompareResult {
+  /** NO_KEYS - The compare's range has no key in this shard (its outcome is decided by other shards). */
+  NO_KEYS = 0,
+  HOLDS = 1,
+  FAILS = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function txnVote_CompareResultFromJSON(object: any): TxnVote_CompareResult {
+  switch (object) {
+    case 0:
+    case "NO_KEYS":
+      return TxnVote_CompareResult.NO_KEYS;
+    case 1:
+    case "HOLDS":
+      return TxnVote_CompareResult.HOLDS;
+    case 2:
+    case "FAILS":
+      return TxnVote_CompareResult.FAILS;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TxnVote_CompareResult.UNRECOGNIZED;
+  }
+}
+
+export function txnVote_CompareResultToJSON(object: TxnVote_CompareResult): string {
+  switch (object) {
+    case TxnVote_CompareResult.NO_KEYS:
+      return "NO_KEYS";
+    case TxnVote_CompareResult.HOLDS:
+      return "HOLDS";
+    case TxnVote_CompareResult.FAILS:
+      return "FAILS";
+    case TxnVote_CompareResult.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export interface BranchResult {
+  responses: ResponseOp[];
+  /** Non-zero: the branch fails with this gRPC status code and etcd message. */
+  errorCode: number;
+  errorMessage: string;
+}
+
+/**
+ * The outcome of a transaction, applied on every shard in it. Each shard records the first
+ * decision it applies for a tx_id and answers later ones with it. On the anchor shard that
+ * record is the transaction's decision: a coordinator's commit and a recovery's abort race
+ * through the anchor's log, and only the first applied takes effect.
+ */
+export interface TxnDecision {
+  txId: Buffer;
+  commit: boolean;
+  /** commit: the revision of every write of the transaction, in every shard. */
+  revision: bigint;
+  /** commit: which branch runs (all compares held). */
+  succeeded: boolean;
+}
+
+export interface ShardPrepareRequest {
+  shard: number;
+  part: TxnPart | undefined;
+}
+
+export interface ShardDecideRequest {
+  shard: number;
+  decision: TxnDecision | undefined;
+}
+
+export interface ShardRecordRequest {
+  shard: number;
+  txId: Buffer;
+}
+
+export interface ShardRecordResponse {
+  /** False: no decision recorded yet. */
+  found: boolean;
+  decision: TxnDecision | undefined;
 }
 
 function createBaseCommand(): Command {
@@ -58,6 +248,8 @@ function createBaseCommand(): Command {
     leaseGrant: undefined,
     leaseRevoke: undefined,
     leaseCheckpoint: undefined,
+    txnPrepare: undefined,
+    txnDecide: undefined,
     floor: 0n,
   };
 }
@@ -84,6 +276,12 @@ export const Command: MessageFns<Command> = {
     }
     if (message.leaseCheckpoint !== undefined) {
       LeaseCheckpointRequest.encode(message.leaseCheckpoint, writer.uint32(58).fork()).join();
+    }
+    if (message.txnPrepare !== undefined) {
+      TxnPart.encode(message.txnPrepare, writer.uint32(66).fork()).join();
+    }
+    if (message.txnDecide !== undefined) {
+      TxnDecision.encode(message.txnDecide, writer.uint32(74).fork()).join();
     }
     if (message.floor !== 0n) {
       if (BigInt.asUintN(64, message.floor) !== message.floor) {
@@ -163,6 +361,22 @@ export const Command: MessageFns<Command> = {
             message.leaseCheckpoint = LeaseCheckpointRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.txnPrepare = TxnPart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.txnDecide = TxnDecision.decode(reader, reader.uint32());
+            continue;
+          }
           case 16: {
             if (tag !== 128) {
               break;
@@ -208,6 +422,16 @@ export const Command: MessageFns<Command> = {
         : isSet(object.lease_checkpoint)
         ? LeaseCheckpointRequest.fromJSON(object.lease_checkpoint)
         : undefined,
+      txnPrepare: isSet(object.txnPrepare)
+        ? TxnPart.fromJSON(object.txnPrepare)
+        : isSet(object.txn_prepare)
+        ? TxnPart.fromJSON(object.txn_prepare)
+        : undefined,
+      txnDecide: isSet(object.txnDecide)
+        ? TxnDecision.fromJSON(object.txnDecide)
+        : isSet(object.txn_decide)
+        ? TxnDecision.fromJSON(object.txn_decide)
+        : undefined,
       floor: isSet(object.floor) ? BigInt(object.floor) : 0n,
     };
   },
@@ -234,6 +458,12 @@ export const Command: MessageFns<Command> = {
     }
     if (message.leaseCheckpoint !== undefined) {
       obj.leaseCheckpoint = LeaseCheckpointRequest.toJSON(message.leaseCheckpoint);
+    }
+    if (message.txnPrepare !== undefined) {
+      obj.txnPrepare = TxnPart.toJSON(message.txnPrepare);
+    }
+    if (message.txnDecide !== undefined) {
+      obj.txnDecide = TxnDecision.toJSON(message.txnDecide);
     }
     if (message.floor !== 0n) {
       obj.floor = message.floor.toString();
@@ -263,10 +493,1181 @@ export const Command: MessageFns<Command> = {
     message.leaseCheckpoint = (object.leaseCheckpoint !== undefined && object.leaseCheckpoint !== null)
       ? LeaseCheckpointRequest.fromPartial(object.leaseCheckpoint)
       : undefined;
+    message.txnPrepare = (object.txnPrepare !== undefined && object.txnPrepare !== null)
+      ? TxnPart.fromPartial(object.txnPrepare)
+      : undefined;
+    message.txnDecide = (object.txnDecide !== undefined && object.txnDecide !== null)
+      ? TxnDecision.fromPartial(object.txnDecide)
+      : undefined;
     message.floor = (object.floor !== undefined && object.floor !== null) ? BigInt(object.floor) : 0n;
     return message;
   },
 };
+
+function createBaseTxnPart(): TxnPart {
+  return { txId: Buffer.alloc(0), anchor: 0, startTs: 0n, shards: [], txn: undefined };
+}
+
+export const TxnPart: MessageFns<TxnPart> = {
+  encode(message: TxnPart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.txId.length !== 0) {
+      writer.uint32(10).bytes(message.txId);
+    }
+    if (message.anchor !== 0) {
+      writer.uint32(16).uint32(message.anchor);
+    }
+    if (message.startTs !== 0n) {
+      if (BigInt.asUintN(64, message.startTs) !== message.startTs) {
+        throw new globalThis.Error("value provided for field message.startTs of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.startTs);
+    }
+    if (message.shards.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.shards) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.txn !== undefined) {
+      TxnRequest.encode(message.txn, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnPart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnPart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.txId = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.anchor = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.startTs = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.shards.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.shards.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.txn = TxnRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TxnPart {
+    return {
+      txId: isSet(object.txId)
+        ? Buffer.from(bytesFromBase64(object.txId))
+        : isSet(object.tx_id)
+        ? Buffer.from(bytesFromBase64(object.tx_id))
+        : Buffer.alloc(0),
+      anchor: isSet(object.anchor) ? globalThis.Number(object.anchor) : 0,
+      startTs: isSet(object.startTs) ? BigInt(object.startTs) : isSet(object.start_ts) ? BigInt(object.start_ts) : 0n,
+      shards: globalThis.Array.isArray(object?.shards) ? object.shards.map((e: any) => globalThis.Number(e)) : [],
+      txn: isSet(object.txn) ? TxnRequest.fromJSON(object.txn) : undefined,
+    };
+  },
+
+  toJSON(message: TxnPart): unknown {
+    const obj: any = {};
+    if (message.txId.length !== 0) {
+      obj.txId = base64FromBytes(message.txId);
+    }
+    if (message.anchor !== 0) {
+      obj.anchor = Math.round(message.anchor);
+    }
+    if (message.startTs !== 0n) {
+      obj.startTs = message.startTs.toString();
+    }
+    if (message.shards?.length) {
+      obj.shards = message.shards.map((e) => Math.round(e));
+    }
+    if (message.txn !== undefined) {
+      obj.txn = TxnRequest.toJSON(message.txn);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TxnPart>, I>>(base?: I): TxnPart {
+    return TxnPart.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TxnPart>, I>>(object: I): TxnPart {
+    const message = createBaseTxnPart();
+    message.txId = object.txId ?? Buffer.alloc(0);
+    message.anchor = object.anchor ?? 0;
+    message.startTs = (object.startTs !== undefined && object.startTs !== null) ? BigInt(object.startTs) : 0n;
+    message.shards = object.shards?.map((e) => e) || [];
+    message.txn = (object.txn !== undefined && object.txn !== null) ? TxnRequest.fromPartial(object.txn) : undefined;
+    return message;
+  },
+};
+
+function createBaseTxnPrepared(): TxnPrepared {
+  return { part: undefined, preparedRevision: 0n, vote: undefined };
+}
+
+export const TxnPrepared: MessageFns<TxnPrepared> = {
+  encode(message: TxnPrepared, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.part !== undefined) {
+      TxnPart.encode(message.part, writer.uint32(10).fork()).join();
+    }
+    if (message.preparedRevision !== 0n) {
+      if (BigInt.asUintN(64, message.preparedRevision) !== message.preparedRevision) {
+        throw new globalThis.Error("value provided for field message.preparedRevision of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.preparedRevision);
+    }
+    if (message.vote !== undefined) {
+      TxnVote.encode(message.vote, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnPrepared {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnPrepared();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.part = TxnPart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.preparedRevision = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.vote = TxnVote.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TxnPrepared {
+    return {
+      part: isSet(object.part) ? TxnPart.fromJSON(object.part) : undefined,
+      preparedRevision: isSet(object.preparedRevision)
+        ? BigInt(object.preparedRevision)
+        : isSet(object.prepared_revision)
+        ? BigInt(object.prepared_revision)
+        : 0n,
+      vote: isSet(object.vote) ? TxnVote.fromJSON(object.vote) : undefined,
+    };
+  },
+
+  toJSON(message: TxnPrepared): unknown {
+    const obj: any = {};
+    if (message.part !== undefined) {
+      obj.part = TxnPart.toJSON(message.part);
+    }
+    if (message.preparedRevision !== 0n) {
+      obj.preparedRevision = message.preparedRevision.toString();
+    }
+    if (message.vote !== undefined) {
+      obj.vote = TxnVote.toJSON(message.vote);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TxnPrepared>, I>>(base?: I): TxnPrepared {
+    return TxnPrepared.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TxnPrepared>, I>>(object: I): TxnPrepared {
+    const message = createBaseTxnPrepared();
+    message.part = (object.part !== undefined && object.part !== null) ? TxnPart.fromPartial(object.part) : undefined;
+    message.preparedRevision = (object.preparedRevision !== undefined && object.preparedRevision !== null)
+      ? BigInt(object.preparedRevision)
+      : 0n;
+    message.vote = (object.vote !== undefined && object.vote !== null) ? TxnVote.fromPartial(object.vote) : undefined;
+    return message;
+  },
+};
+
+function createBaseTxnVote(): TxnVote {
+  return {
+    outcome: 0,
+    compares: [],
+    success: undefined,
+    failure: undefined,
+    provisionalRevision: 0n,
+    holderTxId: Buffer.alloc(0),
+    holderStartTs: 0n,
+  };
+}
+
+export const TxnVote: MessageFns<TxnVote> = {
+  encode(message: TxnVote, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.outcome !== 0) {
+      writer.uint32(8).int32(message.outcome);
+    }
+    if (message.compares.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.compares) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.success !== undefined) {
+      BranchResult.encode(message.success, writer.uint32(26).fork()).join();
+    }
+    if (message.failure !== undefined) {
+      BranchResult.encode(message.failure, writer.uint32(34).fork()).join();
+    }
+    if (message.provisionalRevision !== 0n) {
+      if (BigInt.asUintN(64, message.provisionalRevision) !== message.provisionalRevision) {
+        throw new globalThis.Error("value provided for field message.provisionalRevision of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.provisionalRevision);
+    }
+    if (message.holderTxId.length !== 0) {
+      writer.uint32(50).bytes(message.holderTxId);
+    }
+    if (message.holderStartTs !== 0n) {
+      if (BigInt.asUintN(64, message.holderStartTs) !== message.holderStartTs) {
+        throw new globalThis.Error("value provided for field message.holderStartTs of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.holderStartTs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnVote {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnVote();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.outcome = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.compares.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.compares.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.success = BranchResult.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.failure = BranchResult.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.provisionalRevision = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.holderTxId = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.holderStartTs = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TxnVote {
+    return {
+      outcome: isSet(object.outcome) ? txnVote_OutcomeFromJSON(object.outcome) : 0,
+      compares: globalThis.Array.isArray(object?.compares)
+        ? object.compares.map((e: any) => txnVote_CompareResultFromJSON(e))
+        : [],
+      success: isSet(object.success) ? BranchResult.fromJSON(object.success) : undefined,
+      failure: isSet(object.failure) ? BranchResult.fromJSON(object.failure) : undefined,
+      provisionalRevision: isSet(object.provisionalRevision)
+        ? BigInt(object.provisionalRevision)
+        : isSet(object.provisional_revision)
+        ? BigInt(object.provisional_revision)
+        : 0n,
+      holderTxId: isSet(object.holderTxId)
+        ? Buffer.from(bytesFromBase64(object.holderTxId))
+        : isSet(object.holder_tx_id)
+        ? Buffer.from(bytesFromBase64(object.holder_tx_id))
+        : Buffer.alloc(0),
+      holderStartTs: isSet(object.holderStartTs)
+        ? BigInt(object.holderStartTs)
+        : isSet(object.holder_start_ts)
+        ? BigInt(object.holder_start_ts)
+        : 0n,
+    };
+  },
+
+  toJSON(message: TxnVote): unknown {
+    const obj: any = {};
+    if (message.outcome !== 0) {
+      obj.outcome = txnVote_OutcomeToJSON(message.outcome);
+    }
+    if (message.compares?.length) {
+      obj.compares = message.compares.map((e) => txnVote_CompareResultToJSON(e));
+    }
+    if (message.success !== undefined) {
+      obj.success = BranchResult.toJSON(message.success);
+    }
+    if (message.failure !== undefined) {
+      obj.failure = BranchResult.toJSON(message.failure);
+    }
+    if (message.provisionalRevision !== 0n) {
+      obj.provisionalRevision = message.provisionalRevision.toString();
+    }
+    if (message.holderTxId.length !== 0) {
+      obj.holderTxId = base64FromBytes(message.holderTxId);
+    }
+    if (message.holderStartTs !== 0n) {
+      obj.holderStartTs = message.holderStartTs.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TxnVote>, I>>(base?: I): TxnVote {
+    return TxnVote.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TxnVote>, I>>(object: I): TxnVote {
+    const message = createBaseTxnVote();
+    message.outcome = object.outcome ?? 0;
+    message.compares = object.compares?.map((e) => e) || [];
+    message.success = (object.success !== undefined && object.success !== null)
+      ? BranchResult.fromPartial(object.success)
+      : undefined;
+    message.failure = (object.failure !== undefined && object.failure !== null)
+      ? BranchResult.fromPartial(object.failure)
+      : undefined;
+    message.provisionalRevision = (object.provisionalRevision !== undefined && object.provisionalRevision !== null)
+      ? BigInt(object.provisionalRevision)
+      : 0n;
+    message.holderTxId = object.holderTxId ?? Buffer.alloc(0);
+    message.holderStartTs = (object.holderStartTs !== undefined && object.holderStartTs !== null)
+      ? BigInt(object.holderStartTs)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseBranchResult(): BranchResult {
+  return { responses: [], errorCode: 0, errorMessage: "" };
+}
+
+export const BranchResult: MessageFns<BranchResult> = {
+  encode(message: BranchResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.responses) {
+      ResponseOp.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.errorCode !== 0) {
+      writer.uint32(16).uint32(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(26).string(message.errorMessage);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BranchResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBranchResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.responses.push(ResponseOp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.errorCode = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BranchResult {
+    return {
+      responses: globalThis.Array.isArray(object?.responses)
+        ? object.responses.map((e: any) => ResponseOp.fromJSON(e))
+        : [],
+      errorCode: isSet(object.errorCode)
+        ? globalThis.Number(object.errorCode)
+        : isSet(object.error_code)
+        ? globalThis.Number(object.error_code)
+        : 0,
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+        ? globalThis.String(object.error_message)
+        : "",
+    };
+  },
+
+  toJSON(message: BranchResult): unknown {
+    const obj: any = {};
+    if (message.responses?.length) {
+      obj.responses = message.responses.map((e) => ResponseOp.toJSON(e));
+    }
+    if (message.errorCode !== 0) {
+      obj.errorCode = Math.round(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BranchResult>, I>>(base?: I): BranchResult {
+    return BranchResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BranchResult>, I>>(object: I): BranchResult {
+    const message = createBaseBranchResult();
+    message.responses = object.responses?.map((e) => ResponseOp.fromPartial(e)) || [];
+    message.errorCode = object.errorCode ?? 0;
+    message.errorMessage = object.errorMessage ?? "";
+    return message;
+  },
+};
+
+function createBaseTxnDecision(): TxnDecision {
+  return { txId: Buffer.alloc(0), commit: false, revision: 0n, succeeded: false };
+}
+
+export const TxnDecision: MessageFns<TxnDecision> = {
+  encode(message: TxnDecision, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.txId.length !== 0) {
+      writer.uint32(10).bytes(message.txId);
+    }
+    if (message.commit !== false) {
+      writer.uint32(16).bool(message.commit);
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asUintN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.revision);
+    }
+    if (message.succeeded !== false) {
+      writer.uint32(32).bool(message.succeeded);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnDecision {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnDecision();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.txId = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.commit = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.revision = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.succeeded = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TxnDecision {
+    return {
+      txId: isSet(object.txId)
+        ? Buffer.from(bytesFromBase64(object.txId))
+        : isSet(object.tx_id)
+        ? Buffer.from(bytesFromBase64(object.tx_id))
+        : Buffer.alloc(0),
+      commit: isSet(object.commit) ? globalThis.Boolean(object.commit) : false,
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      succeeded: isSet(object.succeeded) ? globalThis.Boolean(object.succeeded) : false,
+    };
+  },
+
+  toJSON(message: TxnDecision): unknown {
+    const obj: any = {};
+    if (message.txId.length !== 0) {
+      obj.txId = base64FromBytes(message.txId);
+    }
+    if (message.commit !== false) {
+      obj.commit = message.commit;
+    }
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    if (message.succeeded !== false) {
+      obj.succeeded = message.succeeded;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TxnDecision>, I>>(base?: I): TxnDecision {
+    return TxnDecision.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TxnDecision>, I>>(object: I): TxnDecision {
+    const message = createBaseTxnDecision();
+    message.txId = object.txId ?? Buffer.alloc(0);
+    message.commit = object.commit ?? false;
+    message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    message.succeeded = object.succeeded ?? false;
+    return message;
+  },
+};
+
+function createBaseShardPrepareRequest(): ShardPrepareRequest {
+  return { shard: 0, part: undefined };
+}
+
+export const ShardPrepareRequest: MessageFns<ShardPrepareRequest> = {
+  encode(message: ShardPrepareRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shard !== 0) {
+      writer.uint32(8).uint32(message.shard);
+    }
+    if (message.part !== undefined) {
+      TxnPart.encode(message.part, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardPrepareRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShardPrepareRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.shard = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.part = TxnPart.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShardPrepareRequest {
+    return {
+      shard: isSet(object.shard) ? globalThis.Number(object.shard) : 0,
+      part: isSet(object.part) ? TxnPart.fromJSON(object.part) : undefined,
+    };
+  },
+
+  toJSON(message: ShardPrepareRequest): unknown {
+    const obj: any = {};
+    if (message.shard !== 0) {
+      obj.shard = Math.round(message.shard);
+    }
+    if (message.part !== undefined) {
+      obj.part = TxnPart.toJSON(message.part);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShardPrepareRequest>, I>>(base?: I): ShardPrepareRequest {
+    return ShardPrepareRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShardPrepareRequest>, I>>(object: I): ShardPrepareRequest {
+    const message = createBaseShardPrepareRequest();
+    message.shard = object.shard ?? 0;
+    message.part = (object.part !== undefined && object.part !== null) ? TxnPart.fromPartial(object.part) : undefined;
+    return message;
+  },
+};
+
+function createBaseShardDecideRequest(): ShardDecideRequest {
+  return { shard: 0, decision: undefined };
+}
+
+export const ShardDecideRequest: MessageFns<ShardDecideRequest> = {
+  encode(message: ShardDecideRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shard !== 0) {
+      writer.uint32(8).uint32(message.shard);
+    }
+    if (message.decision !== undefined) {
+      TxnDecision.encode(message.decision, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardDecideRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShardDecideRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.shard = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.decision = TxnDecision.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShardDecideRequest {
+    return {
+      shard: isSet(object.shard) ? globalThis.Number(object.shard) : 0,
+      decision: isSet(object.decision) ? TxnDecision.fromJSON(object.decision) : undefined,
+    };
+  },
+
+  toJSON(message: ShardDecideRequest): unknown {
+    const obj: any = {};
+    if (message.shard !== 0) {
+      obj.shard = Math.round(message.shard);
+    }
+    if (message.decision !== undefined) {
+      obj.decision = TxnDecision.toJSON(message.decision);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShardDecideRequest>, I>>(base?: I): ShardDecideRequest {
+    return ShardDecideRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShardDecideRequest>, I>>(object: I): ShardDecideRequest {
+    const message = createBaseShardDecideRequest();
+    message.shard = object.shard ?? 0;
+    message.decision = (object.decision !== undefined && object.decision !== null)
+      ? TxnDecision.fromPartial(object.decision)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseShardRecordRequest(): ShardRecordRequest {
+  return { shard: 0, txId: Buffer.alloc(0) };
+}
+
+export const ShardRecordRequest: MessageFns<ShardRecordRequest> = {
+  encode(message: ShardRecordRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shard !== 0) {
+      writer.uint32(8).uint32(message.shard);
+    }
+    if (message.txId.length !== 0) {
+      writer.uint32(18).bytes(message.txId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardRecordRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShardRecordRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.shard = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.txId = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShardRecordRequest {
+    return {
+      shard: isSet(object.shard) ? globalThis.Number(object.shard) : 0,
+      txId: isSet(object.txId)
+        ? Buffer.from(bytesFromBase64(object.txId))
+        : isSet(object.tx_id)
+        ? Buffer.from(bytesFromBase64(object.tx_id))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: ShardRecordRequest): unknown {
+    const obj: any = {};
+    if (message.shard !== 0) {
+      obj.shard = Math.round(message.shard);
+    }
+    if (message.txId.length !== 0) {
+      obj.txId = base64FromBytes(message.txId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShardRecordRequest>, I>>(base?: I): ShardRecordRequest {
+    return ShardRecordRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShardRecordRequest>, I>>(object: I): ShardRecordRequest {
+    const message = createBaseShardRecordRequest();
+    message.shard = object.shard ?? 0;
+    message.txId = object.txId ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseShardRecordResponse(): ShardRecordResponse {
+  return { found: false, decision: undefined };
+}
+
+export const ShardRecordResponse: MessageFns<ShardRecordResponse> = {
+  encode(message: ShardRecordResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.found !== false) {
+      writer.uint32(8).bool(message.found);
+    }
+    if (message.decision !== undefined) {
+      TxnDecision.encode(message.decision, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardRecordResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShardRecordResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.found = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.decision = TxnDecision.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShardRecordResponse {
+    return {
+      found: isSet(object.found) ? globalThis.Boolean(object.found) : false,
+      decision: isSet(object.decision) ? TxnDecision.fromJSON(object.decision) : undefined,
+    };
+  },
+
+  toJSON(message: ShardRecordResponse): unknown {
+    const obj: any = {};
+    if (message.found !== false) {
+      obj.found = message.found;
+    }
+    if (message.decision !== undefined) {
+      obj.decision = TxnDecision.toJSON(message.decision);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShardRecordResponse>, I>>(base?: I): ShardRecordResponse {
+    return ShardRecordResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShardRecordResponse>, I>>(object: I): ShardRecordResponse {
+    const message = createBaseShardRecordResponse();
+    message.found = object.found ?? false;
+    message.decision = (object.decision !== undefined && object.decision !== null)
+      ? TxnDecision.fromPartial(object.decision)
+      : undefined;
+    return message;
+  },
+};
+
+/**
+ * The internal service a node's shards use for cross-shard transactions: a request goes to
+ * the shard's leader (or is forwarded there once).
+ */
+export type ShardTxnService = typeof ShardTxnService;
+export const ShardTxnService = {
+  prepare: {
+    path: "/quorum.kv.v1.ShardTxn/Prepare" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ShardPrepareRequest): Buffer => Buffer.from(ShardPrepareRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShardPrepareRequest => ShardPrepareRequest.decode(value),
+    responseSerialize: (value: TxnVote): Buffer => Buffer.from(TxnVote.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TxnVote => TxnVote.decode(value),
+  },
+  decide: {
+    path: "/quorum.kv.v1.ShardTxn/Decide" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ShardDecideRequest): Buffer => Buffer.from(ShardDecideRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShardDecideRequest => ShardDecideRequest.decode(value),
+    responseSerialize: (value: TxnDecision): Buffer => Buffer.from(TxnDecision.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TxnDecision => TxnDecision.decode(value),
+  },
+  record: {
+    path: "/quorum.kv.v1.ShardTxn/Record" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ShardRecordRequest): Buffer => Buffer.from(ShardRecordRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShardRecordRequest => ShardRecordRequest.decode(value),
+    responseSerialize: (value: ShardRecordResponse): Buffer => Buffer.from(ShardRecordResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ShardRecordResponse => ShardRecordResponse.decode(value),
+  },
+} as const;
+
+export interface ShardTxnServer extends UntypedServiceImplementation {
+  prepare: handleUnaryCall<ShardPrepareRequest, TxnVote>;
+  decide: handleUnaryCall<ShardDecideRequest, TxnDecision>;
+  record: handleUnaryCall<ShardRecordRequest, ShardRecordResponse>;
+}
+
+export interface ShardTxnClient extends Client {
+  prepare(
+    request: ShardPrepareRequest,
+    callback: (error: ServiceError | null, response: TxnVote) => void,
+  ): ClientUnaryCall;
+  prepare(
+    request: ShardPrepareRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TxnVote) => void,
+  ): ClientUnaryCall;
+  prepare(
+    request: ShardPrepareRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TxnVote) => void,
+  ): ClientUnaryCall;
+  decide(
+    request: ShardDecideRequest,
+    callback: (error: ServiceError | null, response: TxnDecision) => void,
+  ): ClientUnaryCall;
+  decide(
+    request: ShardDecideRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TxnDecision) => void,
+  ): ClientUnaryCall;
+  decide(
+    request: ShardDecideRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TxnDecision) => void,
+  ): ClientUnaryCall;
+  record(
+    request: ShardRecordRequest,
+    callback: (error: ServiceError | null, response: ShardRecordResponse) => void,
+  ): ClientUnaryCall;
+  record(
+    request: ShardRecordRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ShardRecordResponse) => void,
+  ): ClientUnaryCall;
+  record(
+    request: ShardRecordRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ShardRecordResponse) => void,
+  ): ClientUnaryCall;
+}
+
+export const ShardTxnClient = makeGenericClientConstructor(ShardTxnService, "quorum.kv.v1.ShardTxn") as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): ShardTxnClient;
+  service: typeof ShardTxnService;
+  serviceName: string;
+};
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
