@@ -55,6 +55,7 @@ export declare class ProcessCluster {
   call(id: string, op: "applied"): Promise<{ commands: [number, string][]; applied: number }>;
   call(id: string, op: string, args?: Record<string, unknown>): Promise<Record<string, unknown>>;
   kill(id: string): Promise<void>;
+  freeze(id: string): void;
   statuses(): Promise<Record<string, NodeStatus>>;
   waitForLeader(timeoutMs?: number, exclude?: string): Promise<string>;
   waitApplied(index: number, timeoutMs?: number): Promise<Record<string, NodeStatus>>;

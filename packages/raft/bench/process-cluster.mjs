@@ -118,6 +118,11 @@ export class ProcessCluster {
     await proc.exited;
   }
 
+  /** SIGSTOP: the process hangs with its connections open (no reset tells its peers). */
+  freeze(id) {
+    if (this.alive(id)) this.procs.get(id).child.kill("SIGSTOP");
+  }
+
   async statuses() {
     const out = {};
     await Promise.all(

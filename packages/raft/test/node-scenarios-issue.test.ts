@@ -273,3 +273,63 @@ describe("RaftNode scenarios from the issue's list (simulator)", () => {
     );
   });
 });
+
+describe("failover when the leader's process dies (its streams end)", () => {
+  /** Crashes the leader of a 3-node cluster with a long election timeout; true if another commits within 150 ms. */
+  async function failover(connectionEvents: boolean): Promise<{ recovered: boolean; term: number }> {
+    const sim = new Simulation(77);
+    sim.network.setFaults({ minDelayMs: 1, maxDelayMs: 3 });
+    const ids = ["n1", "n2", "n3"];
+    // Election timeout 1–2 s of virtual time (tick 10 ms × 100–200).
+    const r = simRaft(sim, ids, () => ({ electionTicks: 100 }), ids, {
+      ...(connectionEvents ? { connectionEvents: { falseAlarmsUntilMs: 0 } } : {}),
+    });
+    addSafetyInvariant(sim, r);
+    await r.cluster.start();
+    const old = await (async () => {
+      await sim.eventually("a leader", () => r.leader() !== undefined, 5_000);
+      return r.leader()!;
+    })();
+    const first = track(r.node(old).propose(Buffer.from("before")));
+    await sim.eventually("first command applied", () => first.done, 1_000);
+    const oldTerm = r.node(old).status().term;
+    await sim.runFor(35); // mid-way between heartbeats
+    r.cluster.crash(old);
+    let committed = false;
+    const client = async () => {
+      while (!committed) {
+        const leader = r.leader();
+        if (leader !== undefined && leader !== old) {
+          const ok = await r
+            .node(leader)
+            .propose(Buffer.from("after"), { timeoutMs: 100 })
+            .then(
+              () => true,
+              () => false,
+            );
+          if (ok) committed = true;
+        }
+        await new Promise<void>((res) => sim.clock.schedule(2, res));
+      }
+    };
+    void client();
+    const recovered = await sim.runUntil(() => committed, sim.now() + 150);
+    if (process.env.QUORUM_DEBUG)
+      for (const [id, n] of r.cluster.runtimes()) console.log(sim.now(), id, JSON.stringify(n.coreStatus()));
+    const term = Math.max(...[...r.cluster.runtimes().values()].map((n) => n.status().term));
+    committed = true; // stop the client
+    for (const n of r.cluster.runtimes().values()) await n.close();
+    return { recovered, term: term - oldTerm };
+  }
+
+  it("with connection events, a new leader commits within 150 ms although the election timeout is 1–2 s", async () => {
+    const { recovered, term } = await failover(true);
+    expect(recovered).toBe(true);
+    expect(term).toBe(1); // one election, no split vote on this seed
+  });
+
+  it("without them (a frozen leader, a partition) the followers wait out their election timeout", async () => {
+    const { recovered } = await failover(false);
+    expect(recovered).toBe(false);
+  });
+});

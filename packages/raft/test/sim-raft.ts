@@ -1,6 +1,7 @@
 import type { RecordedResult } from "@quorum/consensus/testing";
 import { RecordingStateMachine } from "@quorum/consensus/testing";
 import { type NodeContext, SimCluster, type SimDisk, type Simulation } from "@quorum/sim";
+import type { Transport } from "@quorum/transport";
 import { type LogStore, MemoryStorage, RaftNode, type RaftNodeOptions } from "../src/index.js";
 import { SafetyChecker, SimDiskLogStore } from "../src/testing/index.js";
 
@@ -18,6 +19,36 @@ export interface SimRaftOptions {
   readonly disk?: boolean;
   /** With `disk`: wraps the incarnation's store (e.g. to plant a late-sync bug). */
   readonly wrapStore?: (store: SimDiskLogStore, ctx: NodeContext) => LogStore;
+  /**
+   * Give every node a transport that reports connection events as GrpcTransport's `onEvent`
+   * does: 0–3 ms after a node crashes, each live node sees its stream end (the OS reset its
+   * connections), so RaftNode's early election runs. Until `falseAlarmsUntilMs` (virtual
+   * time), now and then a random node also sees a live peer's stream end (a broken link).
+   */
+  readonly connectionEvents?: { readonly falseAlarmsUntilMs: number };
+}
+
+type ConnectionListener = (event: { readonly type: string; readonly peer: string }) => void;
+
+/** `t` with GrpcTransport's `onEvent`, fed from `listeners`. */
+function withConnectionEvents(t: Transport, listeners: Set<ConnectionListener>): Transport {
+  const wrapped: Transport & { onEvent(l: ConnectionListener): () => void } = {
+    get localId() {
+      return t.localId;
+    },
+    send: (to, channel, payload) => t.send(to, channel, payload),
+    subscribe: (channel, handler) => t.subscribe(channel, handler),
+    addPeer: (peer) => t.addPeer(peer),
+    removePeer: (id) => t.removePeer(id),
+    peers: () => t.peers(),
+    stats: () => t.stats(),
+    close: () => t.close(),
+    onEvent(l) {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+  };
+  return wrapped;
 }
 
 /** The file name of a node's log on its SimDisk. */
@@ -75,8 +106,15 @@ export function simRaft(
       machine: new RecordingStateMachine(),
     });
   }
+  const connectionListeners = new Map<string, Set<ConnectionListener>>();
   const cluster = new SimCluster<RaftNode<RecordedResult>>(sim, ids, async (ctx) => {
     const d = durable.get(ctx.id)!;
+    let transport = ctx.transport;
+    if (options.connectionEvents) {
+      const listeners = new Set<ConnectionListener>(); // this incarnation's
+      connectionListeners.set(ctx.id, listeners);
+      transport = withConnectionEvents(transport, listeners);
+    }
     if (options.disk) {
       // Only what was synced survived the last crash (SimDisk): reopen the log from it.
       const store = new SimDiskLogStore(ctx.disk.file(LOG_FILE), {
@@ -90,7 +128,7 @@ export function simRaft(
       // A node outside the initial configuration joins: it must reach the members to answer them.
       peers: initial.includes(ctx.id) ? [] : initial.map((p) => ({ id: p, address: p })),
       join: !initial.includes(ctx.id),
-      transport: ctx.transport,
+      transport,
       clock: ctx.clock,
       storage: fenced(d.storage, () => clock.isDead()),
       stateMachine: d.machine,
@@ -109,6 +147,38 @@ export function simRaft(
     await node.start();
     return node;
   });
+  if (options.connectionEvents) {
+    const prng = sim.prng.fork("connection-events");
+    /** `id` sees `peer`'s stream end, `ms` from now, if `id` is still the same incarnation. */
+    const disconnect = (id: string, peer: string, ms: number) => {
+      const clock = cluster.clockFor(id);
+      const listeners = connectionListeners.get(id);
+      if (!clock || !listeners || !cluster.isUp(id)) return;
+      clock.schedule(ms, () => {
+        for (const l of [...listeners]) l({ type: "disconnected", peer });
+      });
+    };
+    const crash = cluster.crash.bind(cluster);
+    cluster.crash = (id) => {
+      const wasUp = cluster.isUp(id);
+      crash(id);
+      if (wasUp) for (const other of cluster.up()) disconnect(other, id, prng.int(0, 3));
+    };
+    const { falseAlarmsUntilMs } = options.connectionEvents;
+    const falseAlarm = () => {
+      if (sim.now() >= falseAlarmsUntilMs) return;
+      const up = cluster.up();
+      if (up.length >= 2) {
+        // Mostly a follower losing its link to the leader: the case the early election acts on.
+        const leader = up.find((p) => cluster.runtime(p)?.status().role === "leader");
+        const id = prng.pick(up.filter((p) => p !== leader));
+        const peer = leader && prng.next() < 0.7 ? leader : prng.pick(up.filter((p) => p !== id));
+        disconnect(id, peer, 0);
+      }
+      sim.clock.schedule(prng.int(50, 300), falseAlarm);
+    };
+    sim.clock.schedule(prng.int(50, 300), falseAlarm);
+  }
   const node = (id: string) => {
     const n = cluster.runtime(id);
     if (!n) throw new Error(`${id} is down`);

@@ -264,3 +264,82 @@ describe("§6.2 CheckQuorum", () => {
     expect(drain(f)).toEqual([]);
   });
 });
+
+describe("early election when the leader's connection breaks (host input)", () => {
+  it("a follower told its leader's stream ended forgets the leader and can start a pre-vote without waiting out its timer", () => {
+    const c = new CoreCluster(ids);
+    c.campaign("n1");
+    const f = c.raft("n2");
+    expect(f.reportLeaderDisconnected("n3")).toBe(false); // not its leader
+    expect(f.leader).toBe("n1");
+    expect(f.reportLeaderDisconnected("n1")).toBe(true);
+    expect(f.leader).toBe("");
+    f.campaignIfLeaderLost("n1");
+    expect(f.role).toBe("preCandidate");
+  });
+
+  it("still campaigns after a message the dead leader sent before dying, but not once another leader is known", () => {
+    const c = new CoreCluster(ids);
+    c.campaign("n1");
+    const term = c.raft("n1").term;
+    const f = c.raft("n2");
+    f.reportLeaderDisconnected("n1");
+    f.step(msg({ type: "heartbeat", from: "n1", to: "n2", term })); // in flight when n1 died
+    expect(f.leader).toBe("n1");
+    f.campaignIfLeaderLost("n1");
+    expect(f.role).toBe("preCandidate");
+
+    const g = c.raft("n3");
+    g.reportLeaderDisconnected("n1");
+    g.step(msg({ type: "append", from: "n2", to: "n3", term: term + 1, index: 0, logTerm: 0 }));
+    g.campaignIfLeaderLost("n1");
+    expect(g.role).toBe("follower");
+    expect(g.leader).toBe("n2");
+  });
+
+  it("is ignored by leaders, and without PreVote, without CheckQuorum or with lease reads", () => {
+    for (const config of [{ preVote: false }, { checkQuorum: false }, { readOnly: "lease" as const }]) {
+      const c = new CoreCluster(ids, { config });
+      c.campaign("n1");
+      expect(c.raft("n2").reportLeaderDisconnected("n1")).toBe(false);
+      expect(c.raft("n2").leader).toBe("n1");
+    }
+    const c = new CoreCluster(ids);
+    c.campaign("n1");
+    expect(c.raft("n1").reportLeaderDisconnected("n1")).toBe(false);
+    expect(c.raft("n1").role).toBe("leader");
+  });
+
+  it("after a leader crash, the survivors that saw its streams end elect a new leader with no tick at all", () => {
+    const c = new CoreCluster(ids);
+    c.campaign("n1");
+    const term = c.raft("n1").term;
+    c.crash("n1");
+    expect(c.raft("n2").reportLeaderDisconnected("n1")).toBe(true);
+    expect(c.raft("n3").reportLeaderDisconnected("n1")).toBe(true);
+    c.raft("n2").campaignIfLeaderLost("n1");
+    c.stabilize();
+    expect(c.leader()).toBe("n2");
+    expect(c.raft("n2").term).toBe(term + 1);
+    expect(c.raft("n3").leader).toBe("n2");
+  });
+
+  it("a false alarm (one broken link to a live leader) disrupts nobody: the pre-vote fails inside the others' lease", () => {
+    const c = new CoreCluster(ids);
+    c.campaign("n1");
+    const term = c.raft("n1").term;
+    expect(c.raft("n2").reportLeaderDisconnected("n1")).toBe(true);
+    c.raft("n2").campaignIfLeaderLost("n1");
+    c.stabilize();
+    // n3 and n1 still hear from the leader (or are it): they ignore the pre-vote.
+    expect(c.raft("n2").role).toBe("preCandidate");
+    expect(c.raft("n1").role).toBe("leader");
+    for (const id of ids) expect(c.raft(id).term).toBe(term);
+    // The leader's next heartbeat brings n2 back.
+    c.tick("n1");
+    c.stabilize();
+    expect(c.raft("n2").role).toBe("follower");
+    expect(c.raft("n2").leader).toBe("n1");
+    expect(c.raft("n1").term).toBe(term);
+  });
+});

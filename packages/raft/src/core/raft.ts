@@ -793,6 +793,39 @@ export class Raft {
     this.hup(this.preVote ? "preElection" : "election");
   }
 
+  /**
+   * The host's transport saw its connection to `id` break: the peer's stream ended, as it
+   * does within a millisecond when the peer's process dies (its OS resets its connections).
+   * If `id` is this follower's leader, the follower stops counting on it: it forgets the
+   * leader, which also ends the lease it gave it (it will answer a pre-vote at once), and it
+   * returns true: the host should call `campaignIfLeaderLost` soon, after a random delay of
+   * its own so that two followers that saw the same break do not split the vote.
+   *
+   * This only shortens failure detection; no vote is granted that Figure 2 would refuse.
+   * It needs PreVote and CheckQuorum, which keep a false alarm (one broken link to a live
+   * leader) from disrupting anyone: the pre-vote fails, because the leader and every
+   * follower that still hears from it ignore vote requests within their lease (§4.2.3), and
+   * this node's term stays where it was. It is off with lease reads, whose safety rests on
+   * followers keeping that lease for a full election timeout.
+   */
+  reportLeaderDisconnected(id: NodeId): boolean {
+    if (!this.preVote || !this.checkQuorum || this.readOnly === "lease") return false;
+    if (this.role !== "follower" || this.leader !== id || id === NONE || !this.promotable()) return false;
+    this.leader = NONE;
+    return true;
+  }
+
+  /**
+   * Starts a pre-vote unless this follower has found another leader since it reported `id`
+   * disconnected (see `reportLeaderDisconnected`). A message `id` sent just before it died may
+   * still arrive after the report and make it the leader again: that is no sign of life.
+   */
+  campaignIfLeaderLost(id: NodeId): void {
+    if (this.role !== "follower" || (this.leader !== NONE && this.leader !== id) || !this.preVote) return;
+    this.electionElapsed = 0;
+    this.hup("preElection");
+  }
+
   /** Appends commands to the log as one batch (leader only). */
   propose(commands: readonly Uint8Array[]): ProposeResult {
     const refused = this.refuseProposal();
