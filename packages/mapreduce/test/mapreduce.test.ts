@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { runSeeds } from "@quorum/sim";
 import Database from "better-sqlite3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { MapReduceError } from "../src/errors.js";
@@ -204,25 +205,45 @@ describe("mapreduce end to end (real worker processes on 127.0.0.1)", () => {
   });
 
   it("gets exactly the right output when workers randomly crash (SIGKILL) or stall", async () => {
-    const out = join(root, "crash");
-    const markers = tempDir("markers");
-    const result = await runLocalJob({
-      job: jobPath("crash"),
-      jobOptions: { seed: "7", crash: "0.06", stall: "0.06", stallMs: "2500", markerDir: markers },
-      inputs: corpus,
-      reduces: 3,
-      outDir: out,
-      workers: 3,
-      splitBytes: 60_000,
-      maxWorkerStarts: 200,
-      workerArgs: fastWorker,
-      ...fast,
-    });
-    expect(readOutputs(out)).toEqual(await sequentialLines("wordcount", corpus));
-    // Faults happened, so tasks ran more than once.
-    expect(result.runs.map + result.runs.reduce).toBeGreaterThan(result.maps + result.reduces);
-    expect(readdirSync(out).filter((f) => f.includes(".tmp"))).toEqual([]);
-    cleanup(markers);
+    // One seed per run (random unless QUORUM_SEED is set); a failure prints its replay command.
+    // The seed fixes which attempt of which task crashes or stalls; the interleaving of the
+    // processes is the machine's (the core's simulation replays interleavings).
+    await runSeeds(
+      "gets exactly the right output when workers randomly crash (SIGKILL) or stall",
+      async (seed) => {
+        const out = join(root, `crash-${seed}`);
+        const markers = tempDir("markers");
+        try {
+          const result = await runLocalJob({
+            job: jobPath("crash"),
+            jobOptions: {
+              seed: String(seed),
+              crash: "0.06",
+              stall: "0.06",
+              stallMs: "2500",
+              markerDir: markers,
+              crashFile: basename(corpus[0]!),
+              stallFile: basename(corpus[1]!),
+            },
+            inputs: corpus,
+            reduces: 3,
+            outDir: out,
+            workers: 3,
+            splitBytes: 60_000,
+            maxWorkerStarts: 200,
+            workerArgs: fastWorker,
+            ...fast,
+          });
+          expect(readOutputs(out)).toEqual(await sequentialLines("wordcount", corpus));
+          // Faults happened, so tasks ran more than once.
+          expect(result.runs.map + result.runs.reduce).toBeGreaterThan(result.maps + result.reduces);
+          expect(readdirSync(out).filter((f) => f.includes(".tmp"))).toEqual([]);
+        } finally {
+          cleanup(markers);
+        }
+      },
+      { seeds: 1 },
+    );
   }, 60_000);
 
   it("resumes the job when the coordinator is killed and restarted", async () => {
