@@ -7,6 +7,7 @@ import { type ApplyResult, KvStore, startKvService, startShardedKvService } from
 import { PaxosNode, SqliteAcceptorStore } from "@quorum/paxos";
 import { RaftNode, SqliteLogStore } from "@quorum/raft";
 import { FaultyTransport, GrpcTransport, seededRandom, systemClock, type Transport } from "@quorum/transport";
+import { ShardTxnEngine } from "@quorum/txn";
 import { type Logger, pino } from "pino";
 import { Registry } from "prom-client";
 import type { NodeConfig } from "./config.js";
@@ -83,7 +84,12 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
   const kv =
     config.shards === 1
       ? await startKvService({ log, store, ...serviceOptions })
-      : await startShardedKvService({ shards: groups, ...serviceOptions });
+      : await startShardedKvService({
+          shards: groups,
+          ...serviceOptions,
+          // A Txn over several shards runs as a two-phase commit through the shards' logs.
+          crossShardTxn: (access) => new ShardTxnEngine(access, { logger, metrics }),
+        });
 
   let metricsServer: Server | undefined;
   let metricsAddress: string | undefined;

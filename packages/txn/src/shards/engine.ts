@@ -1,0 +1,262 @@
+import { randomBytes } from "node:crypto";
+import { status } from "@grpc/grpc-js";
+import {
+  type CrossShardTxn,
+  EtcdError,
+  etcdErrors,
+  type ShardTxnAccess,
+  type TxnDecision,
+  type TxnRequest,
+  type TxnResponse,
+  type TxnVote,
+  TxnVote_Outcome,
+} from "@quorum/kv";
+import { type Clock, type Logger, silentLogger, systemClock } from "@quorum/transport";
+import { Counter, type Registry } from "prom-client";
+import { branchError, branchWrites, commitRevision, comparesHold, txnResponse } from "./outcome.js";
+import { planTxn, type TxnPlan } from "./plan.js";
+import { ShardTxnRecovery } from "./recovery.js";
+
+export interface ShardTxnEngineOptions {
+  /** Deadlines, backoff and recovery timers; default the system clock. */
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** Counters `quorum_txn_cross_shard_total{outcome}` and `quorum_txn_recovered_total{decision}`. */
+  readonly metrics?: Registry;
+  /** How long one client Txn may take, retries included; default 7000 (etcd's request timeout). */
+  readonly requestTimeoutMs?: number;
+  /** Attempts after a lock conflict before the client gets a retryable error; default 8. */
+  readonly maxAttempts?: number;
+  /** How often this node looks for stale prepared parts in the shards it leads; default 1000. */
+  readonly recoveryIntervalMs?: number;
+  /** A prepared part this old (as this node has seen it) is finished by recovery; default 5000. */
+  readonly staleAfterMs?: number;
+  /** Uniform [0, 1) numbers for backoff jitter (seeded in simulation); default Math.random. */
+  readonly random?: () => number;
+  /** New transaction ids (16 bytes; seeded in simulation); default crypto's randomBytes. */
+  readonly newTxId?: () => Buffer;
+}
+
+/** One attempt's result: an answer, a conflict worth retrying, or an error for the client. */
+type Attempt =
+  | { readonly kind: "done"; readonly response: TxnResponse }
+  | { readonly kind: "retry"; readonly why: string }
+  | { readonly kind: "error"; readonly error: unknown };
+
+/** Errors that say "not now" (no leader, leader changed, timeout): the attempt is retried. */
+function transient(err: unknown): boolean {
+  return err instanceof EtcdError && err.code === status.UNAVAILABLE;
+}
+
+/**
+ * Runs etcd Txns whose keys fall in several shards as one atomic, serializable transaction,
+ * by two-phase commit through the shards' own consensus logs (README, "Transactions across
+ * shards"):
+ *
+ * 1. Prepare: every shard's part is proposed to that shard's log. Applying it locks the keys
+ *    and ranges the part reads (shared) and writes (exclusive), evaluates its compares and
+ *    dry-runs both branches. A lock held by another transaction makes the shard vote
+ *    CONFLICT without waiting (no-wait: no transaction ever waits for a lock, so there is no
+ *    deadlock); the engine aborts and retries with jittered backoff.
+ * 2. Decide: with every vote in, the branch is known (all compares hold), and so is the
+ *    revision of every write (above each shard's revision at prepare). The decision is
+ *    proposed to the anchor shard (the first), where it is the transaction's record and also
+ *    commits the anchor's part in the same entry; the client is answered from the dry runs.
+ * 3. The other shards get the decision in the background. If this node dies first, the
+ *    recovery of whichever node leads such a shard finds the stale part, reads the record on
+ *    the anchor (or records an abort there, which a late commit then cannot overturn), and
+ *    applies it.
+ */
+export class ShardTxnEngine implements CrossShardTxn {
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly timeoutMs: number;
+  private readonly maxAttempts: number;
+  private readonly random: () => number;
+  private readonly newTxId: () => Buffer;
+  private readonly outcomes: Counter<"outcome"> | undefined;
+  private readonly recovery: ShardTxnRecovery;
+  /** Transactions this node is coordinating now: recovery leaves them alone. */
+  private readonly active = new Set<string>();
+  private closed = false;
+
+  constructor(
+    private readonly access: ShardTxnAccess,
+    options: ShardTxnEngineOptions = {},
+  ) {
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? silentLogger;
+    this.timeoutMs = options.requestTimeoutMs ?? 7_000;
+    this.maxAttempts = options.maxAttempts ?? 8;
+    this.random = options.random ?? Math.random;
+    this.newTxId = options.newTxId ?? (() => randomBytes(16));
+    this.outcomes = options.metrics
+      ? new Counter({
+          name: "quorum_txn_cross_shard_total",
+          help: "Txns over several shards by outcome (committed, conflict: retried, aborted: gave up, failed)",
+          labelNames: ["outcome"],
+          registers: [options.metrics],
+        })
+      : undefined;
+    this.recovery = new ShardTxnRecovery(access, {
+      clock: this.clock,
+      logger: this.logger,
+      intervalMs: options.recoveryIntervalMs ?? 1_000,
+      staleAfterMs: options.staleAfterMs ?? 5_000,
+      isActive: (txId) => this.active.has(txId),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
+    });
+  }
+
+  async txn(req: TxnRequest, _shards: readonly number[]): Promise<TxnResponse> {
+    if (this.closed) throw etcdErrors.stopped();
+    const plan = planTxn(req, this.access.map);
+    const deadline = this.clock.now() + this.timeoutMs;
+    const startTs = BigInt(Math.floor(Date.now()));
+    let why = "";
+    for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
+      const result = await this.attempt(req, plan, startTs, deadline);
+      if (result.kind === "done") {
+        this.outcomes?.inc({ outcome: "committed" });
+        return result.response;
+      }
+      if (result.kind === "error") {
+        this.outcomes?.inc({ outcome: "failed" });
+        throw result.error;
+      }
+      this.outcomes?.inc({ outcome: "conflict" });
+      why = result.why;
+      // Jittered exponential backoff, so two transactions that collided do not collide again.
+      const delay = Math.min(200, 2 ** attempt) * (0.5 + this.random());
+      if (this.clock.now() + delay >= deadline || this.closed) break;
+      await this.sleep(delay);
+    }
+    this.outcomes?.inc({ outcome: "aborted" });
+    throw new EtcdError(
+      status.ABORTED,
+      `quorum: transaction aborted after ${this.maxAttempts} attempts (${why}); it had no effect, retry it`,
+    );
+  }
+
+  private async attempt(req: TxnRequest, plan: TxnPlan, startTs: bigint, deadline: number): Promise<Attempt> {
+    const txId = this.newTxId();
+    const key = txId.toString("hex");
+    this.active.add(key);
+    try {
+      return await this.run(req, plan, txId, startTs, deadline);
+    } finally {
+      this.active.delete(key);
+    }
+  }
+
+  private async run(
+    req: TxnRequest,
+    plan: TxnPlan,
+    txId: Buffer,
+    startTs: bigint,
+    deadline: number,
+  ): Promise<Attempt> {
+    const anchor = plan.shards[0]!;
+    const settled = await Promise.allSettled(
+      plan.shards.map((shard) =>
+        this.access.prepare(shard, {
+          txId,
+          anchor,
+          startTs,
+          shards: [...plan.shards],
+          txn: plan.parts.get(shard)!,
+        }),
+      ),
+    );
+    const votes = new Map<number, TxnVote>();
+    let refused: string | undefined;
+    let failure: unknown;
+    settled.forEach((s, i) => {
+      const shard = plan.shards[i]!;
+      if (s.status === "rejected") failure ??= s.reason;
+      else if (s.value.outcome === TxnVote_Outcome.PREPARED) votes.set(shard, s.value);
+      else
+        refused ??=
+          s.value.outcome === TxnVote_Outcome.CONFLICT
+            ? `a lock in shard ${shard}`
+            : `shard ${shard} aborted it`;
+    });
+    if (refused !== undefined || failure !== undefined) {
+      // A prepare that failed (a timeout, say) may still have been applied: abort everywhere.
+      this.abortEverywhere(txId, plan, deadline);
+      if (refused !== undefined) return { kind: "retry", why: `conflict: ${refused}` };
+      if (transient(failure) && this.clock.now() < deadline)
+        return { kind: "retry", why: (failure as Error).message };
+      return { kind: "error", error: failure };
+    }
+    const succeeded = comparesHold(req, plan, votes);
+    const error = branchError(plan, votes, succeeded);
+    if (error) {
+      this.abortEverywhere(txId, plan, deadline);
+      return { kind: "error", error };
+    }
+    const revision = commitRevision(votes, this.access.maxKnown());
+    const decision: TxnDecision = { txId, commit: true, revision, succeeded };
+    if (!branchWrites(req, succeeded)) {
+      // Read-only: the reads were made under every lock at once; releasing them needs no record.
+      for (const shard of plan.shards)
+        this.background(this.decide(shard, decision, deadline + this.timeoutMs));
+      return { kind: "done", response: txnResponse(req, plan, votes, succeeded, revision - 1n) };
+    }
+    let recorded: TxnDecision;
+    try {
+      recorded = await this.decide(anchor, decision, deadline);
+    } catch (err) {
+      // Whether the anchor recorded the commit is unknown; recovery finishes it either way.
+      this.logger.warn({ txId: txId.toString("hex"), err: String(err) }, "cross-shard txn outcome unknown");
+      return { kind: "error", error: etcdErrors.timeout() };
+    }
+    if (!recorded.commit) {
+      // Recovery (on another node) aborted it first: nothing was written.
+      this.abortEverywhere(txId, plan, deadline);
+      return { kind: "retry", why: "recovery aborted it" };
+    }
+    for (const shard of plan.shards.slice(1))
+      this.background(this.decide(shard, recorded, deadline + this.timeoutMs));
+    return { kind: "done", response: txnResponse(req, plan, votes, succeeded, revision) };
+  }
+
+  /** Proposes a decision to a shard, again after transient errors (it is idempotent), until `deadline`. */
+  private async decide(shard: number, decision: TxnDecision, deadline: number): Promise<TxnDecision> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.access.decide(shard, decision);
+      } catch (err) {
+        if (!transient(err) || this.closed || this.clock.now() >= deadline) throw err;
+        await this.sleep(Math.min(100, 5 * attempt));
+      }
+    }
+  }
+
+  private abortEverywhere(txId: Buffer, plan: TxnPlan, deadline: number): void {
+    const abort: TxnDecision = { txId, commit: false, revision: 0n, succeeded: false };
+    for (const shard of plan.shards) this.background(this.decide(shard, abort, deadline));
+  }
+
+  /** Work whose failure recovery covers: logged, never thrown. */
+  private background(work: Promise<unknown>): void {
+    work.catch((err: unknown) => {
+      if (!this.closed)
+        this.logger.info({ err: String(err) }, "cross-shard txn decision not delivered; recovery will");
+    });
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.clock.schedule(ms, resolve));
+  }
+
+  /** One recovery pass now (tests); it also runs on its own every `recoveryIntervalMs`. */
+  recoverNow(): Promise<number> {
+    return this.recovery.runOnce();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.recovery.close();
+  }
+}

@@ -1,0 +1,114 @@
+import {
+  type BranchResult,
+  EtcdError,
+  evaluateCompare,
+  type KeyValue,
+  mergeDelete,
+  mergeRange,
+  type ResponseOp,
+  type TxnRequest,
+  type TxnResponse,
+  type TxnVote,
+  TxnVote_CompareResult,
+} from "@quorum/kv";
+import type { Placement, TxnPlan } from "./plan.js";
+
+/**
+ * Whether every compare of the client's Txn holds, from the shards' votes: a compare fails if
+ * it fails in any shard; a range compare with no key in any shard is evaluated on no keys,
+ * as etcd does.
+ */
+export function comparesHold(req: TxnRequest, plan: TxnPlan, votes: ReadonlyMap<number, TxnVote>): boolean {
+  return req.compare.every((c, i) => {
+    const results = plan.compares[i]!.map((p) => votes.get(p.shard)!.compares[p.index]);
+    if (results.some((r) => r === TxnVote_CompareResult.FAILS)) return false;
+    if (results.every((r) => r === TxnVote_CompareResult.NO_KEYS)) return evaluateCompare(c, []);
+    return true;
+  });
+}
+
+function branchOf(vote: TxnVote, succeeded: boolean): BranchResult {
+  return (succeeded ? vote.success : vote.failure) ?? { responses: [], errorCode: 0, errorMessage: "" };
+}
+
+/** The etcd error the taken branch fails with in some shard (lowest shard first), if any. */
+export function branchError(
+  plan: TxnPlan,
+  votes: ReadonlyMap<number, TxnVote>,
+  succeeded: boolean,
+): EtcdError | undefined {
+  for (const shard of plan.shards) {
+    const b = branchOf(votes.get(shard)!, succeeded);
+    if (b.errorCode !== 0) return new EtcdError(b.errorCode, b.errorMessage);
+  }
+  return undefined;
+}
+
+/** Whether the taken branch writes anything. */
+export function branchWrites(req: TxnRequest, succeeded: boolean): boolean {
+  return (succeeded ? req.success : req.failure).some((op) => op.requestPut || op.requestDeleteRange);
+}
+
+/**
+ * The transaction's revision: above every shard's revision at its prepare (so no shard has
+ * written the transaction's keys at or after it), and above `floor` (the highest revision the
+ * coordinating node knows, so revisions follow real time through that node).
+ */
+export function commitRevision(votes: ReadonlyMap<number, TxnVote>, floor: number): bigint {
+  let max = BigInt(floor + 1);
+  for (const v of votes.values()) if (v.provisionalRevision > max) max = v.provisionalRevision;
+  return max;
+}
+
+/** A shard's dry run wrote at its provisional revision; the transaction's writes are at `revision`. */
+function fixKv(kv: KeyValue, provisional: bigint, revision: bigint): KeyValue {
+  if (kv.modRevision !== provisional && kv.createRevision !== provisional) return kv;
+  return {
+    ...kv,
+    modRevision: kv.modRevision === provisional ? revision : kv.modRevision,
+    createRevision: kv.createRevision === provisional ? revision : kv.createRevision,
+  };
+}
+
+function header(revision: bigint) {
+  return { clusterId: 0n, memberId: 0n, revision, raftTerm: 0n };
+}
+
+/** The client's TxnResponse, from the taken branch's dry runs in every shard, at `revision`. */
+export function txnResponse(
+  req: TxnRequest,
+  plan: TxnPlan,
+  votes: ReadonlyMap<number, TxnVote>,
+  succeeded: boolean,
+  revision: bigint,
+): TxnResponse {
+  const ops = succeeded ? req.success : req.failure;
+  const placements = succeeded ? plan.success : plan.failure;
+  const pieces = (i: number): ResponseOp[] =>
+    placements[i]!.map((p: Placement) => {
+      const vote = votes.get(p.shard)!;
+      return branchOf(vote, succeeded).responses[p.index]!;
+    });
+  const provisional = (i: number) => placements[i]!.map((p) => votes.get(p.shard)!.provisionalRevision);
+  const responses: ResponseOp[] = ops.map((op, i) => {
+    const parts = pieces(i);
+    const provs = provisional(i);
+    if (op.requestRange) {
+      const ranges = parts.map((r, j) => {
+        const range = r.responseRange!;
+        return { ...range, kvs: range.kvs.map((kv) => fixKv(kv, provs[j]!, revision)) };
+      });
+      return { responseRange: mergeRange(op.requestRange, ranges, revision) };
+    }
+    if (op.requestPut) {
+      const put = parts[0]!.responsePut!;
+      return { responsePut: { ...put, header: header(revision) } };
+    }
+    if (op.requestDeleteRange) {
+      const merged = mergeDelete(parts.map((r) => r.responseDeleteRange!));
+      return { responseDeleteRange: { ...merged, header: header(revision) } };
+    }
+    return {};
+  });
+  return { header: header(revision), succeeded, responses };
+}

@@ -1,0 +1,113 @@
+import type { ShardTxnAccess, TxnDecision } from "@quorum/kv";
+import type { Clock, Logger, Timer } from "@quorum/transport";
+import { Counter, type Registry } from "prom-client";
+
+export interface ShardTxnRecoveryOptions {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly intervalMs: number;
+  readonly staleAfterMs: number;
+  /** Transactions this node is still coordinating (hex tx ids): not touched. */
+  readonly isActive: (txId: string) => boolean;
+  readonly metrics?: Registry;
+}
+
+/**
+ * The termination protocol for the shards this node leads: a prepared part that has waited
+ * `staleAfterMs` (as this node saw it) is finished from its transaction's record on the
+ * anchor shard. With no record yet, recovery proposes an abort there; the anchor keeps the
+ * first decision it applies, so either the coordinator's commit or this abort wins, never
+ * both, and whatever the anchor answers is then applied to this shard. A part therefore
+ * holds its locks at most about `staleAfterMs + intervalMs` after its coordinator vanished
+ * (plus a leader change, which restarts the wait on the new leader).
+ */
+export class ShardTxnRecovery {
+  /** When this node first saw each prepared part (hex tx id / shard). */
+  private readonly firstSeen = new Map<string, number>();
+  private readonly recovered: Counter<"decision"> | undefined;
+  private timer: Timer | undefined;
+  private running = false;
+  private closed = false;
+
+  constructor(
+    private readonly access: ShardTxnAccess,
+    private readonly options: ShardTxnRecoveryOptions,
+  ) {
+    this.recovered = options.metrics
+      ? new Counter({
+          name: "quorum_txn_recovered_total",
+          help: "Prepared parts of Txns over several shards finished by recovery, by decision",
+          labelNames: ["decision"],
+          registers: [options.metrics],
+        })
+      : undefined;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    this.timer = this.options.clock.schedule(this.options.intervalMs, () => {
+      this.runOnce()
+        .catch((err: unknown) => this.options.logger.warn({ err: String(err) }, "txn recovery pass failed"))
+        .finally(() => this.schedule());
+    });
+  }
+
+  /** One pass over the shards this node leads; resolves with the number of parts it finished. */
+  async runOnce(): Promise<number> {
+    if (this.running || this.closed) return 0;
+    this.running = true;
+    try {
+      const now = this.options.clock.now();
+      const present = new Set<string>();
+      const stale: { shard: number; txId: Buffer; anchor: number }[] = [];
+      for (let shard = 0; shard < this.access.map.count; shard++) {
+        if (!this.access.leads(shard)) continue;
+        for (const intent of this.access.prepared(shard)) {
+          const hex = intent.txId.toString("hex");
+          const key = `${hex}/${shard}`;
+          present.add(key);
+          const first = this.firstSeen.get(key) ?? now;
+          this.firstSeen.set(key, first);
+          if (now - first >= this.options.staleAfterMs && !this.options.isActive(hex)) {
+            stale.push({ shard, txId: intent.txId, anchor: intent.part.anchor });
+          }
+        }
+      }
+      for (const key of this.firstSeen.keys()) if (!present.has(key)) this.firstSeen.delete(key);
+      let finished = 0;
+      for (const s of stale) {
+        if (this.closed) break;
+        try {
+          const decision = await this.finish(s.shard, s.txId, s.anchor);
+          this.recovered?.inc({ decision: decision.commit ? "commit" : "abort" });
+          this.options.logger.info(
+            { txId: s.txId.toString("hex"), shard: s.shard, commit: decision.commit },
+            "recovered a prepared cross-shard txn",
+          );
+          finished++;
+        } catch (err) {
+          this.options.logger.warn(
+            { txId: s.txId.toString("hex"), err: String(err) },
+            "txn recovery will retry",
+          );
+        }
+      }
+      return finished;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async finish(shard: number, txId: Buffer, anchor: number): Promise<TxnDecision> {
+    const abort: TxnDecision = { txId, commit: false, revision: 0n, succeeded: false };
+    const decision = (await this.access.record(anchor, txId)) ?? (await this.access.decide(anchor, abort));
+    if (shard !== anchor) await this.access.decide(shard, decision);
+    return decision;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.timer?.cancel();
+  }
+}
