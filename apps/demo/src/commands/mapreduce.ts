@@ -6,6 +6,7 @@ import {
   runLocalJob,
   runWorker,
 } from "@quorum/mapreduce";
+import { MapreduceMetrics, serveMapreduceMetrics } from "./mapreduce-metrics.js";
 
 export interface RunJobFlags {
   job: string;
@@ -16,10 +17,8 @@ export interface RunJobFlags {
   pattern?: string;
   splitMb?: number;
   taskTimeout: number;
-}
-
-function jobOptions(flags: { pattern?: string }) {
-  return flags.pattern === undefined ? undefined : { pattern: flags.pattern };
+  /** host:port to serve Prometheus metrics on while the job runs. */
+  listenMetrics?: string;
 }
 
 /** One line that redraws itself on a terminal; plain lines every few seconds in a pipe. */
@@ -72,24 +71,23 @@ async function oneLine<T>(work: Promise<T>): Promise<T> {
   }
 }
 
-/** `quorum mapreduce run`: a coordinator and W worker processes on this machine. */
-export async function runJob(flags: RunJobFlags): Promise<void> {
+/**
+ * Runs a job with its progress on the bar and, with `--listen-metrics`, in Prometheus
+ * metrics served for as long as the job runs; prints the summary.
+ */
+async function reporting(
+  listenMetrics: string | undefined,
+  work: (onProgress: (p: JobProgress) => void) => Promise<JobResult>,
+): Promise<void> {
+  const metrics = listenMetrics === undefined ? undefined : new MapreduceMetrics();
+  const server = metrics && (await serveMapreduceMetrics(listenMetrics!, metrics.registry));
+  if (server) process.stderr.write(`metrics on http://${server.address}/metrics\n`);
   const progress = progressPrinter();
-  const abort = new AbortController();
-  process.once("SIGINT", () => abort.abort());
   try {
     const result = await oneLine(
-      runLocalJob({
-        job: flags.job,
-        ...(jobOptions(flags) ? { jobOptions: jobOptions(flags)! } : {}),
-        inputs: flags.input,
-        reduces: flags.reduces,
-        workers: flags.workers,
-        outDir: flags.out,
-        taskTimeoutMs: flags.taskTimeout * 1000,
-        ...(flags.splitMb ? { splitBytes: flags.splitMb * 1e6 } : {}),
-        onProgress: (p) => progress.update(p),
-        signal: abort.signal,
+      work((p) => {
+        progress.update(p);
+        metrics?.update(p);
       }),
     );
     progress.done();
@@ -97,6 +95,35 @@ export async function runJob(flags: RunJobFlags): Promise<void> {
   } catch (err) {
     progress.done();
     throw err;
+  } finally {
+    await server?.close();
+  }
+}
+
+/** The coordinator options both `run` and `coordinator` take from their flags. */
+function jobSettings(flags: Omit<RunJobFlags, "workers">) {
+  return {
+    job: flags.job,
+    ...(flags.pattern === undefined ? {} : { jobOptions: { pattern: flags.pattern } }),
+    inputs: flags.input,
+    reduces: flags.reduces,
+    outDir: flags.out,
+    taskTimeoutMs: flags.taskTimeout * 1000,
+    ...(flags.splitMb ? { splitBytes: flags.splitMb * 1e6 } : {}),
+  };
+}
+
+/** `quorum mapreduce run`: a coordinator and W worker processes on this machine. */
+export async function runJob(flags: RunJobFlags): Promise<void> {
+  const abort = new AbortController();
+  const onInterrupt = () => abort.abort();
+  process.once("SIGINT", onInterrupt);
+  try {
+    await reporting(flags.listenMetrics, (onProgress) =>
+      runLocalJob({ ...jobSettings(flags), workers: flags.workers, onProgress, signal: abort.signal }),
+    );
+  } finally {
+    process.removeListener("SIGINT", onInterrupt);
   }
 }
 
@@ -107,24 +134,15 @@ export interface CoordinatorFlags extends Omit<RunJobFlags, "workers"> {
 
 /** `quorum mapreduce coordinator`: hands out tasks to workers that dial in. */
 export async function runJobCoordinator(flags: CoordinatorFlags): Promise<void> {
-  const progress = progressPrinter();
-  const result = await oneLine(
+  await reporting(flags.listenMetrics, (onProgress) =>
     runCoordinator({
-      job: flags.job,
-      ...(jobOptions(flags) ? { jobOptions: jobOptions(flags)! } : {}),
-      inputs: flags.input,
-      reduces: flags.reduces,
-      outDir: flags.out,
+      ...jobSettings(flags),
       listen: flags.listen,
-      taskTimeoutMs: flags.taskTimeout * 1000,
       ...(flags.state ? { statePath: flags.state } : {}),
-      ...(flags.splitMb ? { splitBytes: flags.splitMb * 1e6 } : {}),
       onListening: (address) => process.stderr.write(`coordinator listening on ${address}\n`),
-      onProgress: (p) => progress.update(p),
+      onProgress,
     }),
   );
-  progress.done();
-  process.stdout.write(summary(result));
 }
 
 /** `quorum mapreduce worker`: runs tasks for a coordinator until the job is done. */

@@ -74,6 +74,11 @@ export interface JobProgress {
   /** Input bytes of accepted map tasks, and of all map tasks. */
   bytesDone: number;
   bytesTotal: number;
+  /**
+   * Intermediate bytes reduce attempts fetched from map workers, as reported by attempts
+   * that finished (duplicates and backups included: they crossed the network too).
+   */
+  bytesShuffled: number;
   elapsedMs: number;
   liveWorkers: number;
 }
@@ -143,6 +148,7 @@ export class Coordinator {
   private readonly parked = new Map<string, ParkedRequest>();
   private readonly taskRuns: TaskRun[] = [];
   private bytesDone = 0;
+  private bytesShuffled = 0;
   private readonly startedAt: number;
   private ticker: { cancel(): void } | undefined;
   private ending = false;
@@ -277,6 +283,7 @@ export class Coordinator {
       map: p.map,
       reduce: p.reduce,
       bytesDone: this.bytesDone,
+      bytesShuffled: this.bytesShuffled,
       bytesTotal: this.record.splits.reduce((n, s) => n + s.length, 0),
       elapsedMs: this.clock.now() - this.startedAt,
       liveWorkers: this.table.liveWorkers().length,
@@ -367,6 +374,7 @@ export class Coordinator {
         if (result.type === "accepted" && kind === "map") {
           this.bytesDone += this.record.splits[req.index]?.length ?? 0;
         }
+        if (result.type !== "rejected" && kind === "reduce") this.bytesShuffled += req.bytesIn;
         break;
       case TaskOutcome.TASK_OUTCOME_JOB_ERROR:
         outcome = "job-error";

@@ -181,7 +181,7 @@ export interface ReportTaskRequest {
   /** Wall-clock start and end of the attempt (ms since the epoch), for progress and tests. */
   startedAtMs: number;
   endedAtMs: number;
-  /** Bytes read (map) or records written (reduce), for throughput. */
+  /** Input bytes read (map) or intermediate bytes fetched (reduce), for throughput. */
   bytesIn: number;
 }
 
