@@ -1,12 +1,18 @@
 export { encodeCommand } from "./command.js";
 export { EtcdError, etcdErrors, isEtcdError } from "./errors.js";
-export type {
+// etcd's message types and codecs (ts-proto: `X.fromPartial`, `X.encode`), for callers that
+// build requests without a gRPC client.
+export {
   Compare,
-  RangeResponse,
-  RequestOp,
-  ResponseOp,
+  Compare_CompareResult,
+  Compare_CompareTarget,
+  PutRequest,
+  RangeRequest,
+  type RangeResponse,
+  type RequestOp,
+  type ResponseOp,
   TxnRequest,
-  TxnResponse,
+  type TxnResponse,
 } from "./gen/etcdserverpb/rpc.js";
 export type { KeyValue } from "./gen/mvccpb/kv.js";
 export type { BranchResult, TxnDecision, TxnPart, TxnVote } from "./gen/quorum/kv/v1/command.js";

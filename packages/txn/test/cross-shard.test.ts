@@ -1,0 +1,274 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import {
+  Compare,
+  Compare_CompareResult,
+  Compare_CompareTarget,
+  RangeRequest,
+  type ShardTxnAccess,
+  TxnRequest,
+} from "@quorum/kv";
+import { type ShardedSingleNodeKv, startShardedSingleNodeKv } from "@quorum/kv/testing";
+import { EtcdError as ClientError, Etcd3 } from "etcd3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ShardTxnEngine } from "../src/index.js";
+
+// Txns over several shards of one node (three shards, each a SingleNodeLog + SQLite store,
+// behind one etcd endpoint), through real clients: etcdctl and the etcd3 npm client. With the
+// default split of 3 shards, keys starting with a digit are in shard 0, upper case in shard 1,
+// lower case in shard 2.
+
+const run = promisify(execFile);
+let kv: ShardedSingleNodeKv;
+let engine: ShardTxnEngine;
+let access: ShardTxnAccess;
+let client: Etcd3;
+
+async function etcdctl(args: string[], stdin?: string): Promise<string> {
+  const child = run("etcdctl", [`--endpoints=${kv.endpoint}`, "--command-timeout=5s", ...args], {
+    env: { ...process.env, ETCDCTL_API: "3" },
+  });
+  if (stdin !== undefined) child.child.stdin!.end(stdin);
+  return (await child).stdout;
+}
+
+beforeAll(async () => {
+  kv = await startShardedSingleNodeKv(3, {
+    crossShardTxn: (a) => {
+      access = a;
+      // Recovery runs only when a test asks (recoverNow), with no staleness wait.
+      engine = new ShardTxnEngine(a, { staleAfterMs: 0, recoveryIntervalMs: 3_600_000 });
+      return engine;
+    },
+  });
+  client = new Etcd3({ hosts: kv.endpoint });
+});
+
+afterAll(async () => {
+  client?.close();
+  await kv?.stop();
+});
+
+describe("a Txn over several shards", () => {
+  it("runs through etcdctl: both branches, one revision for every write", async () => {
+    await etcdctl(["put", "0alice", "100"]);
+    await etcdctl(["put", "Mbob", "50"]);
+    const out = await etcdctl(
+      ["txn"],
+      'value("0alice") = "100"\nvalue("Mbob") = "50"\n\nput 0alice 90\nput Mbob 60\nput zcarol 1\n\nput 0alice broken\n\n',
+    );
+    expect(out.split("\n").slice(0, 4)).toEqual(["SUCCESS", "", "OK", ""]);
+    const json = JSON.parse(await etcdctl(["get", "", "--prefix", "-w", "json"])) as {
+      kvs: { key: string; value: string; mod_revision: number }[];
+    };
+    const got = json.kvs.map((k) => [
+      Buffer.from(k.key, "base64").toString(),
+      Buffer.from(k.value, "base64").toString(),
+    ]);
+    expect(got).toEqual([
+      ["0alice", "90"],
+      ["Mbob", "60"],
+      ["zcarol", "1"],
+    ]);
+    expect(new Set(json.kvs.map((k) => k.mod_revision)).size).toBe(1);
+
+    // The compare now fails in shard 1 only: the failure branch runs (and reads both shards).
+    const failed = await etcdctl(
+      ["txn", "-w", "json"],
+      'value("Mbob") = "50"\n\nput 0alice 0\n\nget 0alice\nget Mbob\n\n',
+    );
+    const r = JSON.parse(failed) as {
+      succeeded?: boolean;
+      responses: { Response: { ResponseRange: { kvs: { value: string }[] } } }[];
+    };
+    expect(r.succeeded).toBeFalsy();
+    expect(
+      r.responses.map((x) => Buffer.from(x.Response.ResponseRange.kvs[0]!.value, "base64").toString()),
+    ).toEqual(["90", "60"]);
+    expect((await etcdctl(["get", "0alice", "--print-value-only"])).trim()).toBe("90");
+  });
+
+  it("runs through the etcd3 client, with reads of the transaction's own writes at its revision", async () => {
+    const result = await client
+      .if("0alice", "Value", "==", "90")
+      .then(client.put("0alice").value("80"), client.put("zdave").value("7"), client.get("zdave"))
+      .commit();
+    expect(result.succeeded).toBe(true);
+    const read = result.responses[2]!.response_range!;
+    expect(read.kvs[0]!.value.toString()).toBe("7");
+    expect(read.kvs[0]!.mod_revision).toBe(result.header.revision);
+    expect(read.kvs[0]!.create_revision).toBe(result.header.revision);
+    expect(await client.get("0alice").string()).toBe("80");
+  });
+
+  it("evaluates a range compare over several shards on all their keys", async () => {
+    // (Neither etcdctl nor etcd3 can send a range compare; the engine takes etcd's TxnRequest.)
+    const versionCompare = (key: string, rangeEnd: string, result: Compare_CompareResult, version: bigint) =>
+      Compare.fromPartial({
+        key: Buffer.from(key),
+        rangeEnd: Buffer.from(rangeEnd),
+        target: Compare_CompareTarget.VERSION,
+        result,
+        version,
+      });
+    const txn = (compare: Compare) =>
+      engine.txn(
+        TxnRequest.fromPartial({
+          compare: [compare],
+          success: [
+            { requestRange: RangeRequest.fromPartial({ key: Buffer.from("0"), rangeEnd: Buffer.from("~") }) },
+          ],
+        }),
+        [0, 1, 2],
+      );
+    // Every key in [0, ~), in every shard, has a version > 0.
+    expect((await txn(versionCompare("0", "~", Compare_CompareResult.GREATER, 0n))).succeeded).toBe(true);
+    // A key in shard 2 has version 1: "every key has version > 1" fails there only.
+    await client.put("zone").value("1");
+    expect((await txn(versionCompare("0", "~", Compare_CompareResult.GREATER, 1n))).succeeded).toBe(false);
+    // No key in [5, A) (shards 0 and 1): the compare runs on no keys, as etcd's does (version 0).
+    expect((await txn(versionCompare("5", "A", Compare_CompareResult.EQUAL, 0n))).succeeded).toBe(true);
+  });
+
+  it("refuses a nested Txn over several shards with a clear error", async () => {
+    const put = (key: string) => ({
+      requestPut: {
+        key: Buffer.from(key),
+        value: Buffer.from("1"),
+        lease: 0n,
+        prevKv: false,
+        ignoreValue: false,
+        ignoreLease: false,
+      },
+    });
+    const nested = { compare: [], success: [put("0x")], failure: [] };
+    await expect(
+      engine.txn({ compare: [], success: [{ requestTxn: nested }, put("zx")], failure: [] }, [0, 2]),
+    ).rejects.toThrow("a nested Txn inside a Txn over several shards is not supported");
+  });
+
+  it("keeps the total of concurrent transfers between shards, at every read and at the end", async () => {
+    const accounts = ["0a", "1b", "Kc", "Ld", "pe", "qf"];
+    for (const a of accounts) await client.put(a).value("100");
+    let reads = 0;
+    const readTotal = async () => {
+      // One read-only Txn over every account: one consistent cut across the shards.
+      const res = await client
+        .if(accounts[0]!, "Version", ">", 0)
+        .then(...accounts.map((a) => client.get(a)))
+        .commit();
+      reads++;
+      return res.responses.reduce((sum, r) => sum + Number(r.response_range!.kvs[0]!.value.toString()), 0);
+    };
+    let conflicts = 0;
+    const transfer = async (from: string, to: string, amount: number) => {
+      for (;;) {
+        const [f, t] = await Promise.all([client.get(from).exec(), client.get(to).exec()]);
+        const fk = f.kvs[0]!;
+        const tk = t.kvs[0]!;
+        try {
+          const r = await client
+            .if(from, "Mod", "==", Number(fk.mod_revision))
+            .and(to, "Mod", "==", Number(tk.mod_revision))
+            .then(
+              client.put(from).value(String(Number(fk.value.toString()) - amount)),
+              client.put(to).value(String(Number(tk.value.toString()) + amount)),
+            )
+            .commit();
+          if (r.succeeded) return;
+        } catch (err) {
+          // A lock conflict the engine gave up on: retryable, and it changed nothing.
+          if (!(err instanceof ClientError)) throw err;
+          conflicts++;
+        }
+      }
+    };
+    const workers = Array.from({ length: 6 }, async (_, w) => {
+      for (let i = 0; i < 8; i++) {
+        const from = accounts[(w + i) % accounts.length]!;
+        const to = accounts[(w + 2 * i + 1) % accounts.length]!;
+        if (from !== to) await transfer(from, to, 1 + ((w + i) % 5));
+        if (i % 3 === 0) expect(await readTotal()).toBe(600);
+      }
+    });
+    await Promise.all(workers);
+    expect(await readTotal()).toBe(600);
+    expect(reads).toBeGreaterThan(6);
+    // Also a multi-shard Range: the router's consistent cut waits for pending transactions.
+    const cut = await client.getAll().prefix("").strings();
+    expect(accounts.reduce((sum, a) => sum + Number(cut[a]), 0)).toBe(600);
+    console.log(`concurrent transfers: ${conflicts} gave up on conflicts and were retried by the client`);
+    for (let s = 0; s < 3; s++) expect(access.prepared(s)).toEqual([]);
+  });
+});
+
+describe("recovery of a transaction whose coordinator vanished", () => {
+  const part = (txId: string, key: string, value: string) => ({
+    txId: Buffer.from(txId),
+    anchor: 0,
+    startTs: 1n,
+    shards: [0, 2],
+    txn: {
+      compare: [],
+      success: [
+        {
+          requestPut: {
+            key: Buffer.from(key),
+            value: Buffer.from(value),
+            lease: 0n,
+            prevKv: false,
+            ignoreValue: false,
+            ignoreLease: false,
+          },
+        },
+      ],
+      failure: [],
+    },
+  });
+
+  it("aborts a transaction prepared everywhere but never decided; blocked writers then go through", async () => {
+    await client.put("0lock").value("before");
+    await access.prepare(0, part("vanished-1", "0lock", "tx"));
+    await access.prepare(2, part("vanished-1", "zlock", "tx"));
+    // A plain put on a locked key waits for the transaction to be decided.
+    let done = false;
+    const put = client
+      .put("0lock")
+      .value("after")
+      .then(() => {
+        done = true;
+      });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(done).toBe(false);
+    expect(await engine.recoverNow()).toBe(2);
+    await put;
+    expect(await client.get("0lock").string()).toBe("after");
+    expect(await client.get("zlock").string()).toBeNull();
+    expect((await access.record(0, Buffer.from("vanished-1")))?.commit).toBe(false);
+  });
+
+  it("commits the other shards of a transaction whose commit reached the anchor", async () => {
+    await access.prepare(0, part("vanished-2", "0gone", "yes"));
+    await access.prepare(2, part("vanished-2", "zgone", "yes"));
+    const revision = BigInt(access.maxKnown() + 1);
+    await access.decide(0, { txId: Buffer.from("vanished-2"), commit: true, revision, succeeded: true });
+    expect(access.prepared(2)).toHaveLength(1);
+    expect(await engine.recoverNow()).toBe(1);
+    const [a, z] = await Promise.all([client.get("0gone").exec(), client.get("zgone").exec()]);
+    expect([a.kvs[0]!.value.toString(), z.kvs[0]!.value.toString()]).toEqual(["yes", "yes"]);
+    expect(z.kvs[0]!.mod_revision).toBe(a.kvs[0]!.mod_revision);
+  });
+
+  it("does not let a late commit overturn an abort recorded by recovery", async () => {
+    await access.prepare(0, part("vanished-3", "0late", "no"));
+    expect(await engine.recoverNow()).toBe(1);
+    const answer = await access.decide(0, {
+      txId: Buffer.from("vanished-3"),
+      commit: true,
+      revision: BigInt(access.maxKnown() + 1),
+      succeeded: true,
+    });
+    expect(answer.commit).toBe(false);
+    expect(await client.get("0late").string()).toBeNull();
+  });
+});
