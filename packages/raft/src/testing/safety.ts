@@ -35,6 +35,16 @@ export class SafetyChecker {
   private readonly entrySigs = new Map<string, string>();
   /** index → the entry some node applied there. */
   private readonly appliedAt = new Map<number, { term: number; data: string }>();
+  /**
+   * Entry objects already checked for log matching, with the predecessor term they were
+   * checked with. Entries are immutable and a log hands out the same objects step after
+   * step, so re-checking one is the same computation with the same answer: skipping it keeps
+   * the check after every step linear in the log with no string building (it was most of a
+   * simulation's time).
+   */
+  private readonly matched = new WeakMap<Entry, number>();
+  /** Entry objects already recorded as committed (same object, same index and term). */
+  private readonly recorded = new WeakSet<Entry>();
 
   observe(nodes: readonly NodeView[]): void {
     for (const n of nodes) {
@@ -42,6 +52,8 @@ export class SafetyChecker {
       // Record committed entries (they must never change).
       for (const e of n.entries) {
         if (e.index > n.commitIndex) break;
+        if (this.recorded.has(e)) continue;
+        this.recorded.add(e);
         const known = this.committed.get(e.index);
         if (known === undefined) this.committed.set(e.index, { term: e.term, commitTerm: n.term });
         else if (known.term !== e.term) {
@@ -97,6 +109,10 @@ export class SafetyChecker {
     for (const n of nodes) {
       let prevTerm = n.snapshotTerm;
       for (const e of n.entries) {
+        if (this.matched.get(e) === prevTerm) {
+          prevTerm = e.term;
+          continue;
+        }
         const key = `${e.index}/${e.term}`;
         const sig = `${prevTerm}/${e.type}/${Buffer.from(e.data).toString("hex")}`;
         const known = this.entrySigs.get(key);
@@ -106,6 +122,7 @@ export class SafetyChecker {
             `log matching: ${n.id} holds entry ${e.index} of term ${e.term} with a different content or predecessor`,
           );
         }
+        this.matched.set(e, prevTerm);
         prevTerm = e.term;
       }
     }
