@@ -1,34 +1,52 @@
 #!/usr/bin/env node
 // Quorum's etcd-compatible store over Raft and over Paxos against a real etcd, same machine,
-// same load, one run.
+// same load, one run; and Quorum over Raft with the key space split into shards.
 //
-// Starts a three-node Quorum cluster over Raft and one over Paxos (`quorum node --consensus
-// raft|paxos` processes; the consensus log fsyncs every append, the store is made durable at snapshots) and, when `etcd` is on PATH (Debian
-// etcd-server), a three-member etcd (which fsyncs its WAL by default), all on 127.0.0.1 with
-// data in temp dirs. Then, per scenario, runs short rounds alternating the systems (round r
-// starts with the r-th system, so with three systems and three rounds each one goes first,
-// second and third once) and quotes medians:
+// Starts a three-node Quorum cluster over Raft, one over Paxos and one over Raft with
+// `--shards 3` (`quorum node` processes; the consensus logs fsync every append, the stores
+// are made durable at snapshots) and, when `etcd` is on PATH (Debian etcd-server), a
+// three-member etcd (which fsyncs its WAL by default), all on 127.0.0.1 with data in temp
+// dirs. Then, per scenario, runs short rounds alternating the systems (round r starts with the
+// r-th system, so each one goes first once) and quotes medians:
 //   put-1, put-16, put-64: Put of a 256-byte value to one of 1,000 keys, N requests in flight
 //   range-64:              linearizable Range of one key, 64 in flight
-// The load generator is the same grpc-js code for both (etcd's proto is the same): raw
-// pre-encoded requests, responses not decoded, clients spread over up to 8 connections to the
-// leader. Prints a table and one JSON line with Quorum-Raft/etcd ratios (`ratios`, `goal`) and
-// Quorum-Paxos/Quorum-Raft ratios (`paxosVsRaft`, `paxosGoal`: Paxos throughput at least 0.8x
-// Raft's and p99 no worse than Raft's, per scenario). `results.quorum` is the same object as
-// `results["quorum-raft"]` (the name older readers know). Stops by itself, kills every process
-// it started, removes its temp dirs.
+//   watch-64:              one Watch on the prefix "watch/" (opened first) while 64 clients
+//                          Put to 1,000 keys under it: puts/s acknowledged, events/s
+//                          delivered to the watcher, and the time from a put's acknowledgement
+//                          to its event's receipt (p50/p99); after the window the writers stop
+//                          and every acknowledged put's event must arrive within 5 s
+//                          (`missing` counts those that did not)
+// The 1,000 put/range keys start with one byte per shard range ("/", "@", "_" for 3 shards:
+// see src/shard/split.ts), round-robin, so every shard gets a third of the load; the 1-shard
+// systems and etcd get the same keys. Clients send each key to its shard's leader (found via
+// the nodes' /status), or with one shard to the leader.
 //
-// All systems get the same rounds and seconds. With the defaults (3 systems x 4 scenarios x
-// 3 rounds x (3 s + 0.5 s warm-up)) a run takes about 2-2.5 minutes; for a quicker look use
-// e.g. BENCH_ROUNDS=1 BENCH_SECONDS=1, or fewer systems.
+// The load generator is the same grpc-js code for every system (etcd's proto is the same):
+// raw pre-encoded requests, responses not decoded (except the put revision in watch-64),
+// clients spread over up to 8 connections per target node. Prints a table and one JSON line
+// with Quorum-Raft/etcd ratios (`ratios`, `goal`), Quorum-Paxos/Quorum-Raft ratios
+// (`paxosVsRaft`, `paxosGoal`: Paxos throughput at least 0.8x Raft's and p99 no worse than
+// Raft's, per scenario), sharded/1-shard ratios (`shardsVsOne`, `shardGoal`: put throughput
+// with 3 shards at least 1.5x one shard's, on put-64) and the watch numbers (`watch`,
+// `watchGoal`: events delivered at least 0.95x the put rate, none missing). `results.quorum`
+// is the same object as `results["quorum-raft"]` (the name older readers know). Stops by
+// itself, kills every process it started, removes its temp dirs.
+//
+// All systems get the same rounds and seconds. With the defaults (4 systems; 3 rounds of
+// 3 s + 0.5 s warm-up; 5 scenarios for raft, paxos and etcd, 2 for the sharded cluster) a run
+// takes about 3.5-4 minutes; for a quicker look use e.g. BENCH_ROUNDS=1 BENCH_SECONDS=1, or
+// fewer systems or scenarios.
 //
 // Options (env): BENCH_ROUNDS (3), BENCH_SECONDS (3), BENCH_WARMUP_SECONDS (0.5),
-// BENCH_SYSTEMS ("raft,paxos,etcd": any of raft (alias quorum, quorum-raft), paxos (alias
-// quorum-paxos) and etcd; etcd is skipped when not on PATH), BENCH_SCENARIOS
-// ("put-1,put-16,put-64,range-64"), BENCH_PROFILE_DIR (run the Quorum nodes with --cpu-prof
-// into that dir, Raft nodes as n1.cpuprofile..., Paxos nodes as paxos-n1.cpuprofile...;
-// profiles are written when they stop on SIGTERM at the end), BENCH_ENDPOINT_MODE ("leader" or
-// "spread": clients spread over every member, followers forward).
+// BENCH_SYSTEMS ("raft,paxos,etcd,shards": any of raft (alias quorum, quorum-raft), paxos
+// (alias quorum-paxos), etcd and shards (alias quorum-shards: Raft with BENCH_SHARDS shards);
+// etcd is skipped when not on PATH), BENCH_SCENARIOS ("put-1,put-16,put-64,range-64,watch-64",
+// for every system but the sharded one), BENCH_SHARD_SCENARIOS ("put-16,put-64", the sharded
+// cluster's; they are also run on quorum-raft for the ratio), BENCH_SHARDS (3),
+// BENCH_PROFILE_DIR (run the Quorum nodes with --cpu-prof into that dir, Raft nodes as
+// n1.cpuprofile..., Paxos nodes as paxos-n1.cpuprofile..., sharded as shards-n1.cpuprofile...;
+// profiles are written when they stop on SIGTERM at the end), BENCH_ENDPOINT_MODE ("leader"
+// or "spread": clients spread over every member, followers forward).
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -37,7 +55,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import grpc from "@grpc/grpc-js";
 import hdr from "hdr-histogram-js";
-import { PutRequest, RangeRequest, StatusResponse } from "../dist/gen/etcdserverpb/rpc.js";
+import { PutRequest, PutResponse, RangeRequest, StatusResponse } from "../dist/gen/etcdserverpb/rpc.js";
+import { defaultSplitPoints, ShardMap } from "../dist/index.js";
+import { openWatcher } from "./watch-load.mjs";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -49,22 +69,34 @@ const SYSTEM_ALIASES = {
   paxos: "quorum-paxos",
   "quorum-paxos": "quorum-paxos",
   etcd: "etcd",
+  shards: "quorum-shards",
+  "quorum-shards": "quorum-shards",
 };
-const SYSTEMS = (process.env.BENCH_SYSTEMS ?? "raft,paxos,etcd")
+const SYSTEMS = (process.env.BENCH_SYSTEMS ?? "raft,paxos,etcd,shards")
   .split(",")
   .map((s) => s.trim())
   .filter(Boolean)
   .map((s) => {
     const system = SYSTEM_ALIASES[s];
     if (!system) {
-      process.stderr.write(`kv-bench: BENCH_SYSTEMS: unknown system "${s}" (raft, paxos, etcd)\n`);
+      process.stderr.write(`kv-bench: BENCH_SYSTEMS: unknown system "${s}" (raft, paxos, etcd, shards)\n`);
       process.exit(2);
     }
     return system;
   });
 const PAXOS_THROUGHPUT_GOAL = 0.8; // Paxos ops/s at least this share of Raft's
 const PAXOS_P99_GOAL = 1; // Paxos p99 at most this multiple of Raft's
-const SCENARIOS = (process.env.BENCH_SCENARIOS ?? "put-1,put-16,put-64,range-64").split(",");
+const SHARD_THROUGHPUT_GOAL = 1.5; // put-64 ops/s with BENCH_SHARDS shards at least this multiple of one shard's
+const WATCH_DELIVERY_GOAL = 0.95; // events/s delivered at least this share of puts/s
+const SCENARIOS = (process.env.BENCH_SCENARIOS ?? "put-1,put-16,put-64,range-64,watch-64").split(",");
+const SHARD_SCENARIOS = (process.env.BENCH_SHARD_SCENARIOS ?? "put-16,put-64").split(",");
+const SHARDS = Number(process.env.BENCH_SHARDS ?? 3);
+if (!Number.isInteger(SHARDS) || SHARDS < 2 || SHARDS > 94) {
+  process.stderr.write(
+    `kv-bench: BENCH_SHARDS must be an integer from 2 to 94, got "${process.env.BENCH_SHARDS}"\n`,
+  );
+  process.exit(2);
+}
 const PROFILE_DIR = process.env.BENCH_PROFILE_DIR;
 const ENDPOINT_MODE = process.env.BENCH_ENDPOINT_MODE ?? "leader";
 const VALUE_BYTES = 256;
@@ -191,24 +223,49 @@ async function waitForLeader(endpoints, timeoutMs = 30_000) {
 
 // ---- clusters ---------------------------------------------------------------------------
 
-async function startQuorum(consensus) {
+/** What every member's /status says each shard's leader is, as client endpoints, once they all agree. */
+async function waitForShardLeaders(nodes, shards, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const statuses = await Promise.all(
+      nodes.map((n) =>
+        fetch(`http://${n.metrics}/status`, { signal: AbortSignal.timeout(1_000) })
+          .then((r) => r.json())
+          .catch(() => undefined),
+      ),
+    );
+    const leaders = Array.from({ length: shards }, (_, i) => {
+      const ids = new Set(statuses.map((s) => s?.shards?.[i]?.leaderId));
+      const [id] = ids;
+      return ids.size === 1 ? nodes.find((n) => n.name === id)?.client : undefined;
+    });
+    if (leaders.every(Boolean)) return leaders;
+    await sleep(200);
+  }
+  throw new Error(`not every shard has a leader all members agree on after ${timeoutMs} ms`);
+}
+
+async function startQuorum(consensus, shards = 1) {
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`pnpm build\` first`);
-  const dir = mkdtempSync(join(tmpdir(), `kv-bench-quorum-${consensus}-`));
+  const name = shards > 1 ? "quorum-shards" : `quorum-${consensus}`;
+  const dir = mkdtempSync(join(tmpdir(), `kv-bench-${name}-`));
   tempDirs.push(dir);
-  const ports = await freePorts(6);
+  const ports = await freePorts(9);
   const nodes = [0, 1, 2].map((i) => ({
     name: `n${i + 1}`,
-    client: `127.0.0.1:${ports[2 * i]}`,
-    peer: `127.0.0.1:${ports[2 * i + 1]}`,
+    client: `127.0.0.1:${ports[3 * i]}`,
+    peer: `127.0.0.1:${ports[3 * i + 1]}`,
+    metrics: `127.0.0.1:${ports[3 * i + 2]}`,
   }));
   const initial = nodes.map((n) => `${n.name}=${n.peer}`).join(",");
   const procs = nodes.map((n) => {
-    const profileName = `${consensus === "raft" ? "" : `${consensus}-`}${n.name}.cpuprofile`;
+    const prefix = shards > 1 ? "shards-" : consensus === "raft" ? "" : `${consensus}-`;
+    const profileName = `${prefix}${n.name}.cpuprofile`;
     const flags = PROFILE_DIR
       ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${profileName}`]
       : [];
     if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true });
-    return start(`quorum-${consensus} ${n.name}`, process.execPath, [
+    return start(`${name} ${n.name}`, process.execPath, [
       ...flags,
       cli,
       "node",
@@ -223,9 +280,12 @@ async function startQuorum(consensus) {
       "--initial-cluster",
       initial,
       "--initial-cluster-token",
-      `kv-bench-${consensus}-${process.pid}`,
+      `kv-bench-${name}-${process.pid}`,
       "--consensus",
       consensus,
+      "--listen-metrics",
+      n.metrics,
+      ...(shards > 1 ? ["--shards", String(shards)] : []),
       "--log-level",
       "warn",
     ]);
@@ -233,10 +293,13 @@ async function startQuorum(consensus) {
   const endpoints = nodes.map((n) => n.client);
   const leader = await waitForLeader(endpoints);
   return {
-    name: `quorum-${consensus}`,
+    name,
     endpoints,
     leader,
     procs,
+    shards,
+    // Each shard's leader (its client endpoint), refreshed before every measurement.
+    shardLeaders: shards > 1 ? () => waitForShardLeaders(nodes, shards) : undefined,
     version: JSON.parse(readFileSync(new URL("../package.json", import.meta.url))).version,
   };
 }
@@ -313,34 +376,74 @@ function cpuSeconds(pid) {
 // ---- load -------------------------------------------------------------------------------
 
 const value = Buffer.alloc(VALUE_BYTES, "v");
-const keyOf = (i) => Buffer.from(`bench/key-${String(i).padStart(4, "0")}`);
-const putRequests = Array.from({ length: KEYS }, (_, i) =>
-  Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key: keyOf(i), value })).finish()),
+// One first byte per shard range (shard 0 from "/", shard i from its split point), so that
+// key i lands in shard i mod SHARDS; checked against the store's own map.
+const shardMap = new ShardMap(defaultSplitPoints(SHARDS));
+const shardPrefixes = Array.from({ length: SHARDS }, (_, s) =>
+  s === 0 ? "/" : defaultSplitPoints(SHARDS)[s - 1].toString("latin1"),
 );
-const rangeRequests = Array.from({ length: KEYS }, (_, i) =>
-  Buffer.from(RangeRequest.encode(RangeRequest.fromPartial({ key: keyOf(i) })).finish()),
+const keyOf = (i) => Buffer.from(`${shardPrefixes[i % SHARDS]}bench/key-${String(i).padStart(4, "0")}`);
+const benchKeys = Array.from({ length: KEYS }, (_, i) => keyOf(i));
+for (const [i, k] of benchKeys.entries()) {
+  if (shardMap.shardOf(k) !== i % SHARDS) throw new Error(`key ${k} is not in shard ${i % SHARDS}`);
+}
+const WATCH_PREFIX = "watch/";
+const watchKeys = Array.from({ length: KEYS }, (_, i) =>
+  Buffer.from(`${WATCH_PREFIX}key-${String(i).padStart(4, "0")}`),
+);
+const putsOf = (keys) =>
+  keys.map((key) => Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key, value })).finish()));
+const putRequests = putsOf(benchKeys);
+const watchPutRequests = putsOf(watchKeys);
+const rangeRequests = benchKeys.map((key) =>
+  Buffer.from(RangeRequest.encode(RangeRequest.fromPartial({ key })).finish()),
 );
 
 function parseScenario(name) {
   const [kind, n] = name.split("-");
-  if ((kind !== "put" && kind !== "range") || !(Number(n) > 0)) throw new Error(`unknown scenario ${name}`);
+  if (!["put", "range", "watch"].includes(kind) || !(Number(n) > 0))
+    throw new Error(`unknown scenario ${name}`);
   return { name, kind, clients: Number(n) };
 }
 
+/** The endpoint each key index goes to: its shard's leader, the leader, or (spread) undefined. */
+async function routes(cluster, keys) {
+  if (ENDPOINT_MODE === "spread") return undefined;
+  if (!cluster.shardLeaders) return keys.map(() => cluster.leader);
+  const leaders = await cluster.shardLeaders();
+  cluster.placement = leaders.map((e) => `n${cluster.endpoints.indexOf(e) + 1}`).join(",");
+  return keys.map((k) => leaders[shardMap.shardOf(k)]);
+}
+
 async function runLoad(cluster, scenario) {
-  const targets = ENDPOINT_MODE === "spread" ? cluster.endpoints : [cluster.leader];
-  const connections = Math.min(scenario.clients, MAX_CONNECTIONS);
-  const channels = Array.from({ length: connections }, (_, i) => channel(targets[i % targets.length], i));
-  await Promise.all(
-    channels.map(
-      (c) =>
-        new Promise((resolve, reject) =>
-          c.waitForReady(Date.now() + 5_000, (e) => (e ? reject(e) : resolve())),
-        ),
-    ),
+  const keys = scenario.kind === "watch" ? watchKeys : benchKeys;
+  const route = await routes(cluster, keys);
+  const targets = route ? [...new Set(route)] : cluster.endpoints;
+  const perTarget = Math.min(scenario.clients, MAX_CONNECTIONS);
+  const channels = new Map(
+    targets.map((t, ti) => [
+      t,
+      Array.from({ length: perTarget }, (_, i) => channel(t, ti * MAX_CONNECTIONS + i)),
+    ]),
   );
-  const path = scenario.kind === "put" ? "/etcdserverpb.KV/Put" : "/etcdserverpb.KV/Range";
-  const requests = scenario.kind === "put" ? putRequests : rangeRequests;
+  await Promise.all(
+    [...channels.values()]
+      .flat()
+      .map(
+        (c) =>
+          new Promise((resolve, reject) =>
+            c.waitForReady(Date.now() + 5_000, (e) => (e ? reject(e) : resolve())),
+          ),
+      ),
+  );
+  const path = scenario.kind === "range" ? "/etcdserverpb.KV/Range" : "/etcdserverpb.KV/Put";
+  const requests =
+    scenario.kind === "range" ? rangeRequests : scenario.kind === "watch" ? watchPutRequests : putRequests;
+  // The watcher goes where the writers go (the leader of the prefix's shard), before any write.
+  const watcher =
+    scenario.kind === "watch"
+      ? await openWatcher(route ? route[0] : cluster.leader, WATCH_PREFIX)
+      : undefined;
   const histogram = hdr.build({
     lowestDiscernibleValue: 1,
     highestTrackableValue: 120_000_000,
@@ -352,11 +455,13 @@ async function runLoad(cluster, scenario) {
   let errors = 0;
   let firstError;
   const worker = async (w) => {
-    const c = channels[w % connections];
     for (let n = w * 131; !done; n++) {
+      const k = n % KEYS;
+      const c = channels.get(route ? route[k] : targets[w % targets.length])[w % perTarget];
       const t0 = performance.now();
       try {
-        await call(c, path, requests[n % KEYS]);
+        const res = await call(c, path, requests[k]);
+        if (watcher) watcher.acked(Number(PutResponse.decode(res).header?.revision ?? 0n));
         if (measuring) {
           histogram.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
           count++;
@@ -374,15 +479,17 @@ async function runLoad(cluster, scenario) {
   const cpuBefore = pids.map(cpuSeconds);
   const selfBefore = process.cpuUsage();
   measuring = true;
+  if (watcher) watcher.measuring = true;
   const began = performance.now();
   await sleep(SECONDS * 1000);
   measuring = false;
+  if (watcher) watcher.measuring = false;
   const elapsed = (performance.now() - began) / 1000;
   const cpuAfter = pids.map(cpuSeconds);
   const self = process.cpuUsage(selfBefore);
   done = true;
   await Promise.all(workers);
-  for (const c of channels) c.close();
+  for (const c of [...channels.values()].flat()) c.close();
   histogram.destroy?.();
   const leaderIndex = cluster.endpoints.indexOf(cluster.leader);
   const result = {
@@ -395,6 +502,21 @@ async function runLoad(cluster, scenario) {
     clusterCpu: cpuAfter.reduce((s, v, i) => s + v - cpuBefore[i], 0) / elapsed,
     clientCpu: (self.user + self.system) / 1e6 / elapsed,
   };
+  if (watcher) {
+    // Every acknowledged put must reach the watcher; give the tail a few seconds.
+    const missing = await watcher.drain(5_000);
+    const w = watcher.result(elapsed);
+    watcher.close();
+    Object.assign(result, {
+      eventsPerSec: w.eventsPerSec,
+      delivery: count > 0 ? w.eventsPerSec / result.opsPerSec : 0,
+      eventP50Ms: w.eventP50Ms,
+      eventP99Ms: w.eventP99Ms,
+      beforeAck: w.beforeAck,
+      missing,
+    });
+    if (w.failure) log(`${cluster.name} ${scenario.name}: watch failed: ${w.failure}`);
+  }
   if (errors > 0) log(`${cluster.name} ${scenario.name}: ${errors} errors, first: ${firstError?.message}`);
   return result;
 }
@@ -408,7 +530,14 @@ const median = (xs) => {
 // ---- main -------------------------------------------------------------------------------
 
 async function main() {
-  const scenarios = SCENARIOS.map(parseScenario);
+  const sharded = SYSTEMS.includes("quorum-shards");
+  const scenarios = [...new Set([...SCENARIOS, ...(sharded ? SHARD_SCENARIOS : [])])].map(parseScenario);
+  // The sharded cluster runs SHARD_SCENARIOS; quorum-raft runs them too, for the ratio.
+  const takesPart = (cluster, scenario) =>
+    cluster.name === "quorum-shards"
+      ? SHARD_SCENARIOS.includes(scenario.name)
+      : SCENARIOS.includes(scenario.name) ||
+        (cluster.name === "quorum-raft" && sharded && SHARD_SCENARIOS.includes(scenario.name));
   const clusters = [];
   // Other work on the machine skews every number here: note the load before and after.
   const loadBefore = loadavg()[0];
@@ -421,6 +550,12 @@ async function main() {
       if (!SYSTEMS.includes(`quorum-${consensus}`)) continue;
       clusters.push(await startQuorum(consensus));
       log(`quorum-${consensus}: 3 nodes, leader ${clusters.at(-1).leader}`);
+    }
+    if (sharded) {
+      const cluster = await startQuorum("raft", SHARDS);
+      clusters.push(cluster);
+      const leaders = await cluster.shardLeaders();
+      log(`quorum-shards: 3 nodes, ${SHARDS} Raft groups, shard leaders ${leaders.join(", ")}`);
     }
     if (SYSTEMS.includes("etcd")) {
       if (onPath("etcd")) {
@@ -443,17 +578,18 @@ async function main() {
 
     const results = {};
     for (const scenario of scenarios) {
+      const these = clusters.filter((c) => takesPart(c, scenario));
       for (let round = 0; round < ROUNDS; round++) {
         // Rotate the order each round (with two systems this is the old A,B then B,A).
-        const shift = round % clusters.length;
-        const order = [...clusters.slice(shift), ...clusters.slice(0, shift)];
+        const shift = round % these.length;
+        const order = [...these.slice(shift), ...these.slice(0, shift)];
         for (const cluster of order) {
           // A leader may have moved (it should not, but the numbers must be about the leader).
           cluster.leader = await waitForLeader(cluster.endpoints);
           const r = await runLoad(cluster, scenario);
           ((results[cluster.name] ??= {})[scenario.name] ??= []).push(r);
           log(
-            `${scenario.name} round ${round + 1}/${ROUNDS} ${cluster.name}: ${r.opsPerSec.toFixed(0)} ops/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, leader cpu ${(r.leaderCpu * 100).toFixed(0)}%, cluster cpu ${(r.clusterCpu * 100).toFixed(0)}%, client cpu ${(r.clientCpu * 100).toFixed(0)}%`,
+            `${scenario.name} round ${round + 1}/${ROUNDS} ${cluster.name}: ${r.opsPerSec.toFixed(0)} ops/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, leader cpu ${(r.leaderCpu * 100).toFixed(0)}%, cluster cpu ${(r.clusterCpu * 100).toFixed(0)}%, client cpu ${(r.clientCpu * 100).toFixed(0)}%${cluster.placement ? `, shard leaders on ${cluster.placement}` : ""}${r.eventsPerSec !== undefined ? `; watch ${r.eventsPerSec.toFixed(0)} events/s, p50 ${r.eventP50Ms.toFixed(2)} ms, p99 ${r.eventP99Ms.toFixed(2)} ms, ${r.missing} missing` : ""}`,
           );
         }
       }
@@ -470,12 +606,22 @@ async function main() {
           clusterCpu: Number(median(runs.map((r) => r.clusterCpu)).toFixed(2)),
           clientCpu: Number(median(runs.map((r) => r.clientCpu)).toFixed(2)),
           errors: runs.reduce((s, r) => s + r.errors, 0),
+          ...(runs[0].eventsPerSec !== undefined
+            ? {
+                eventsPerSec: Math.round(median(runs.map((r) => r.eventsPerSec))),
+                delivery: Number(median(runs.map((r) => r.delivery)).toFixed(3)),
+                eventP50Ms: Number(median(runs.map((r) => r.eventP50Ms)).toFixed(2)),
+                eventP99Ms: Number(median(runs.map((r) => r.eventP99Ms)).toFixed(2)),
+                beforeAck: runs.reduce((s, r) => s + r.beforeAck, 0),
+                missing: runs.reduce((s, r) => s + r.missing, 0),
+              }
+            : {}),
         };
       }
     }
 
     const pad = (s, n) => String(s).padStart(n);
-    const header = `${"scenario".padEnd(10)} ${"system".padEnd(12)} ${pad("ops/s", 8)} ${pad("p50 ms", 8)} ${pad("p99 ms", 8)} ${pad("leader cpu", 10)} ${pad("cluster cpu", 11)} ${pad("client cpu", 10)} ${pad("errors", 6)}`;
+    const header = `${"scenario".padEnd(10)} ${"system".padEnd(13)} ${pad("ops/s", 8)} ${pad("p50 ms", 8)} ${pad("p99 ms", 8)} ${pad("leader cpu", 10)} ${pad("cluster cpu", 11)} ${pad("client cpu", 10)} ${pad("errors", 6)}`;
     const lines = [header, "-".repeat(header.length)];
     for (const scenario of scenarios) {
       for (const cluster of clusters) {
@@ -483,8 +629,63 @@ async function main() {
         if (!s) continue;
         const pct = (x) => `${Math.round(x * 100)}%`;
         lines.push(
-          `${scenario.name.padEnd(10)} ${cluster.name.padEnd(12)} ${pad(s.opsPerSec, 8)} ${pad(s.p50Ms.toFixed(2), 8)} ${pad(s.p99Ms.toFixed(2), 8)} ${pad(pct(s.leaderCpu), 10)} ${pad(pct(s.clusterCpu), 11)} ${pad(pct(s.clientCpu), 10)} ${pad(s.errors, 6)}`,
+          `${scenario.name.padEnd(10)} ${cluster.name.padEnd(13)} ${pad(s.opsPerSec, 8)} ${pad(s.p50Ms.toFixed(2), 8)} ${pad(s.p99Ms.toFixed(2), 8)} ${pad(pct(s.leaderCpu), 10)} ${pad(pct(s.clusterCpu), 11)} ${pad(pct(s.clientCpu), 10)} ${pad(s.errors, 6)}`,
         );
+      }
+    }
+    // The watch scenario: the writers' numbers are in the table above (ops/s = puts/s).
+    const watchHeader = `${"scenario".padEnd(10)} ${"system".padEnd(13)} ${pad("puts/s", 8)} ${pad("events/s", 8)} ${pad("delivered", 9)} ${pad("ack->event p50 ms", 17)} ${pad("p99 ms", 8)} ${pad("missing", 7)} ${pad("before ack", 10)}`;
+    const watchLines = [];
+    const watch = {};
+    for (const scenario of scenarios.filter((x) => x.kind === "watch")) {
+      for (const cluster of clusters) {
+        const s = summary[cluster.name]?.[scenario.name];
+        if (!s) continue;
+        (watch[cluster.name] ??= {})[scenario.name] = {
+          putsPerSec: s.opsPerSec,
+          eventsPerSec: s.eventsPerSec,
+          delivery: s.delivery,
+          eventP50Ms: s.eventP50Ms,
+          eventP99Ms: s.eventP99Ms,
+          missing: s.missing,
+        };
+        watchLines.push(
+          `${scenario.name.padEnd(10)} ${cluster.name.padEnd(13)} ${pad(s.opsPerSec, 8)} ${pad(s.eventsPerSec, 8)} ${pad(`${(s.delivery * 100).toFixed(1)}%`, 9)} ${pad(s.eventP50Ms.toFixed(2), 17)} ${pad(s.eventP99Ms.toFixed(2), 8)} ${pad(s.missing, 7)} ${pad(s.beforeAck, 10)}`,
+        );
+      }
+    }
+    const watchGoalSystems = {};
+    for (const [system, byScenario] of Object.entries(watch)) {
+      for (const [name, w] of Object.entries(byScenario)) {
+        (watchGoalSystems[system] ??= {})[name] = {
+          deliveryAtLeast0_95xPuts: w.delivery >= WATCH_DELIVERY_GOAL,
+          noneMissing: w.missing === 0,
+        };
+      }
+    }
+    const watchGoal =
+      Object.keys(watchGoalSystems).length > 0
+        ? {
+            met: Object.entries(watchGoalSystems)
+              .filter(([system]) => system.startsWith("quorum-"))
+              .every(([, byScenario]) =>
+                Object.values(byScenario).every((g) => g.deliveryAtLeast0_95xPuts && g.noneMissing),
+              ),
+            systems: watchGoalSystems,
+          }
+        : undefined;
+    const watchVsEtcd = {};
+    if (watch["quorum-raft"] && watch.etcd) {
+      for (const [name, x] of Object.entries(watch["quorum-raft"])) {
+        const y = watch.etcd[name];
+        if (!y) continue;
+        // A latency of 0 (most events beat their put's response) has no ratio: null.
+        const ratio = (a, b) => (b > 0 ? Number((a / b).toFixed(3)) : null);
+        watchVsEtcd[name] = {
+          events: ratio(x.eventsPerSec, y.eventsPerSec),
+          eventP50: ratio(x.eventP50Ms, y.eventP50Ms),
+          eventP99: ratio(x.eventP99Ms, y.eventP99Ms),
+        };
       }
     }
     const loadAfter = loadavg()[0];
@@ -505,6 +706,15 @@ async function main() {
     };
     const ratios = ratiosOf("quorum-raft", "etcd");
     const paxosVsRaft = ratiosOf("quorum-paxos", "quorum-raft");
+    const shardsVsOne = ratiosOf("quorum-shards", "quorum-raft");
+    const shardGoal = shardsVsOne["put-64"]
+      ? {
+          met: shardsVsOne["put-64"].throughput >= SHARD_THROUGHPUT_GOAL,
+          shards: SHARDS,
+          put64Throughput: shardsVsOne["put-64"].throughput,
+          goal: SHARD_THROUGHPUT_GOAL,
+        }
+      : undefined;
     const paxosGoalScenarios = Object.fromEntries(
       Object.entries(paxosVsRaft).map(([name, r]) => [
         name,
@@ -524,25 +734,43 @@ async function main() {
           }
         : undefined;
     const ratioLines = [];
-    const fmt = (x) => `${x.toFixed(2)}x`;
+    const fmt = (x) => (x === null || !Number.isFinite(x) ? "n/a" : `${x.toFixed(2)}x`);
     for (const [title, rs] of [
       ["quorum-raft / etcd", ratios],
       ["quorum-paxos / quorum-raft", paxosVsRaft],
+      [`quorum-shards (${SHARDS}) / quorum-raft`, shardsVsOne],
     ]) {
       if (Object.keys(rs).length === 0) continue;
-      ratioLines.push(`${title.padEnd(26)} ${"ops/s".padStart(8)} ${"p50".padStart(8)} ${"p99".padStart(8)}`);
+      ratioLines.push(`${title.padEnd(32)} ${"ops/s".padStart(8)} ${"p50".padStart(8)} ${"p99".padStart(8)}`);
       for (const [name, r] of Object.entries(rs)) {
         const g = title.startsWith("quorum-paxos") ? paxosGoalScenarios[name] : undefined;
+        const shardVerdict =
+          title.startsWith("quorum-shards") && name === "put-64"
+            ? `   goal (>= ${SHARD_THROUGHPUT_GOAL}x ops/s): ${r.throughput >= SHARD_THROUGHPUT_GOAL ? "met" : "missed"}`
+            : "";
         const verdict = g
           ? `   goal (>= ${PAXOS_THROUGHPUT_GOAL}x ops/s, p99 <= ${PAXOS_P99_GOAL}x): ${g.throughputAtLeast0_8xRaft && g.p99NoWorseThanRaft ? "met" : `missed (${[g.throughputAtLeast0_8xRaft ? "" : "ops/s", g.p99NoWorseThanRaft ? "" : "p99"].filter(Boolean).join(", ")})`}`
-          : "";
+          : shardVerdict;
         ratioLines.push(
-          `  ${name.padEnd(24)} ${fmt(r.throughput).padStart(8)} ${fmt(r.p50).padStart(8)} ${fmt(r.p99).padStart(8)}${verdict}`,
+          `  ${name.padEnd(30)} ${fmt(r.throughput).padStart(8)} ${fmt(r.p50).padStart(8)} ${fmt(r.p99).padStart(8)}${verdict}`,
         );
       }
     }
+    for (const [name, r] of Object.entries(watchVsEtcd)) {
+      if (!ratioLines.some((l) => l.startsWith("quorum-raft / etcd, watch")))
+        ratioLines.push(
+          `${"quorum-raft / etcd, watch".padEnd(32)} ${"events/s".padStart(8)} ${"p50".padStart(8)} ${"p99".padStart(8)}`,
+        );
+      ratioLines.push(
+        `  ${name.padEnd(30)} ${fmt(r.events).padStart(8)} ${fmt(r.eventP50).padStart(8)} ${fmt(r.eventP99).padStart(8)}`,
+      );
+    }
+    const shardCluster = clusters.find((c) => c.name === "quorum-shards");
+    const watchTable = watchLines.length
+      ? `${watchHeader}\n${"-".repeat(watchHeader.length)}\n${watchLines.join("\n")}\n\n`
+      : "";
     process.stdout.write(
-      `\nkv-bench: 3 nodes each, ${VALUE_BYTES}-byte values, ${KEYS} keys, medians of ${ROUNDS} rounds of ${SECONDS}s, clients -> ${ENDPOINT_MODE}, 1-min load ${loadBefore.toFixed(1)} -> ${loadAfter.toFixed(1)} on ${availableParallelism()} cores\n${lines.join("\n")}\n\n${ratioLines.length ? `${ratioLines.join("\n")}\n\n` : ""}`,
+      `\nkv-bench: 3 nodes each${shardCluster ? ` (quorum-shards: ${SHARDS} Raft groups, last shard leaders on ${shardCluster.placement})` : ""}, ${VALUE_BYTES}-byte values, ${KEYS} keys, medians of ${ROUNDS} rounds of ${SECONDS}s, clients -> ${ENDPOINT_MODE}, 1-min load ${loadBefore.toFixed(1)} -> ${loadAfter.toFixed(1)} on ${availableParallelism()} cores\n${lines.join("\n")}\n\n${watchTable}${ratioLines.length ? `${ratioLines.join("\n")}\n\n` : ""}`,
     );
     const goal =
       ratios["put-64"] && ratios["range-64"]
@@ -578,6 +806,12 @@ async function main() {
         goal,
         paxosVsRaft,
         paxosGoal,
+        shards: shardCluster ? { count: SHARDS, leaders: shardCluster.placement } : undefined,
+        shardsVsOne,
+        shardGoal,
+        watch,
+        watchVsEtcd,
+        watchGoal,
       })}\n`,
     );
   } finally {
