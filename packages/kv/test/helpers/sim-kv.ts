@@ -1,5 +1,5 @@
 import type { LogEntry, ReplicatedLog, Snapshot, StateMachine } from "@quorum/consensus";
-import { type ApplyResult, KvService, KvStore, ShardedKvService } from "@quorum/kv";
+import { type ApplyResult, KvService, type KvServiceOptions, KvStore, ShardedKvService } from "@quorum/kv";
 // Raft's public index by path: @quorum/raft is not (yet) a devDependency of @quorum/kv, and
 // this test-only import must not become a runtime dependency (kv runs on any ReplicatedLog).
 import { type LogStore, RaftNode, type RaftNodeOptions, SqliteLogStore } from "@quorum/raft";
@@ -50,6 +50,16 @@ export interface SimKvOptions {
   readonly raft?: (ctx: NodeContext) => Partial<RaftNodeOptions<ApplyResult>>;
   /** Deadline the service gives proposals and read barriers (virtual ms). */
   readonly requestTimeoutMs?: number;
+  /** Lease and watch settings of every node's service (lessor intervals, watch bounds, ...). */
+  readonly service?: Pick<
+    KvServiceOptions,
+    | "minLeaseTtlSeconds"
+    | "leaderLeaseExtendMs"
+    | "leaseCheckIntervalMs"
+    | "watchProgressNotifyIntervalMs"
+    | "watchMaxPendingResponses"
+    | "watchMaxPendingBytes"
+  >;
   /**
    * Shards per node (default 1: one RaftNode on channel "raft" and a KvService, as before).
    * With N > 1 every node runs one RaftNode per shard on channel `raft-${i}` over its one
@@ -126,6 +136,25 @@ function fencedService(log: RaftNode<ApplyResult>, dead: () => boolean): Replica
 }
 
 /**
+ * A crash also ends the crashed incarnation's service, as the death of a process would: its
+ * watch streams stop (their clients must resume elsewhere), its lessor and timers stop, and it
+ * stops listening to the store. The durable store outlives the incarnation, so a service left
+ * open would keep feeding the dead node's watchers from the next incarnation's applies.
+ */
+class SimKvCluster extends SimCluster<SimKvNode> {
+  override crash(id: string): void {
+    const node = this.runtime(id);
+    super.crash(id);
+    if (node) closeServices(node);
+  }
+}
+
+function closeServices(node: Pick<SimKvNode, "router" | "service">): void {
+  if (node.router) node.router.close();
+  else node.service.close();
+}
+
+/**
  * The whole store on the simulator: per node a RaftNode over the simulated transport and
  * clock, a SqliteLogStore, a KvStore as its state machine and a KvService (the handlers the
  * gRPC server calls, without gRPC). An error logged by a node fails the run.
@@ -147,7 +176,7 @@ export function simKv(sim: Simulation, ids: readonly string[], options: SimKvOpt
     warn: () => {},
     error: (obj: unknown, msg?: string) => sim.fail(new Error(`${id}: ${msg} ${JSON.stringify(obj)}`)),
   });
-  const cluster = new SimCluster<SimKvNode>(sim, ids, async (ctx) => {
+  const cluster = new SimKvCluster(sim, ids, async (ctx) => {
     const d = durable.get(ctx.id)!;
     const clock = ctx.clock as NodeContext["clock"] & { isDead(): boolean };
     const dead = () => clock.isDead();
@@ -178,7 +207,10 @@ export function simKv(sim: Simulation, ids: readonly string[], options: SimKvOpt
         logger: logger(ctx.id),
         // Lease expiry and watch progress run on virtual time, and die with the node.
         clock: ctx.clock,
+        ...options.service,
       });
+      // Crashed while starting: SimCluster drops this runtime, so its crash() cannot close it.
+      if (dead()) service.close();
       return { raft: rafts[0]!, service, incarnation: ctx.incarnation, rafts, router: undefined };
     }
     const router = new ShardedKvService({
@@ -186,10 +218,12 @@ export function simKv(sim: Simulation, ids: readonly string[], options: SimKvOpt
       requestTimeoutMs: options.requestTimeoutMs ?? 500,
       logger: logger(ctx.id),
       clock: ctx.clock,
+      ...options.service,
       // The router's bump timer is a real setInterval (it takes no clock): keep it out of the
       // simulation. Bumps only serve reads over several shards, which these tests do not make.
       shardBumpIntervalMs: 1_000_000_000,
     });
+    if (dead()) router.close();
     return { raft: rafts[0]!, service: router.services[0]!, incarnation: ctx.incarnation, rafts, router };
   });
   const leaderOf = (shard: number) => {
@@ -207,8 +241,7 @@ export function simKv(sim: Simulation, ids: readonly string[], options: SimKvOpt
     shardLeader: leaderOf,
     async close() {
       for (const n of cluster.runtimes().values()) {
-        if (n.router) n.router.close();
-        else n.service.close();
+        closeServices(n);
         for (const r of n.rafts) await r.close();
       }
       for (const d of durable.values()) {
