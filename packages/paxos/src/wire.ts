@@ -19,6 +19,8 @@ const toPb: Record<MessageType, pb.MessageType> = {
   heartbeat: pb.MessageType.MESSAGE_TYPE_HEARTBEAT,
   heartbeatResp: pb.MessageType.MESSAGE_TYPE_HEARTBEAT_RESP,
   learn: pb.MessageType.MESSAGE_TYPE_LEARN,
+  readIndex: pb.MessageType.MESSAGE_TYPE_READ_INDEX,
+  readIndexResp: pb.MessageType.MESSAGE_TYPE_READ_INDEX_RESP,
 };
 const fromPb = new Map<number, MessageType>(Object.entries(toPb).map(([k, v]) => [v, k as MessageType]));
 

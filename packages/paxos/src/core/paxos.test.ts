@@ -368,10 +368,41 @@ describe("read barrier", () => {
     expect(c.node("n1").status().role).toBe("follower");
   });
 
-  it("a follower cannot start a read barrier", () => {
+  it("a follower that knows no leader cannot start a read barrier", () => {
+    const c = new CoreCluster(ids);
+    expect(c.node("n2").readIndex("r")).toBe(false);
+  });
+
+  it("a follower's read barrier runs on the leader and returns the leader's chosen index", () => {
     const c = new CoreCluster(ids);
     c.elect("n1");
-    expect(c.node("n2").readIndex("r")).toBe(false);
+    c.propose("n1", "a", "b");
+    // n2 has not heard that slot 1 is chosen yet: hold the leader's commit notices to it.
+    const held = c.take((m) => m.to === "n3");
+    expect(c.node("n2").readIndex("f1")).toBe(true);
+    c.drain("n2");
+    const delivered = c.deliver((m) => m.to !== "n3" && m.from !== "n3");
+    expect(delivered.some((m) => m.type === "readIndex" && m.from === "n2" && m.to === "n1")).toBe(true);
+    // The leader confirmed with a heartbeat round before answering (n2's ack suffices with n1).
+    const resp = delivered.find((m) => m.type === "readIndexResp");
+    expect(resp).toMatchObject({ to: "n2", reject: false, commit: 2, context: "f1" });
+    const rs = c.readies.get("n2")!.flatMap((rd) => rd.readStates);
+    expect(rs).toEqual([{ context: "f1", index: 2 }]);
+    c.release(held);
+  });
+
+  it("a node asked for a read barrier that does not lead refuses it", () => {
+    const c = new CoreCluster(ids);
+    c.elect("n1");
+    // n2 believes n1 leads, but n1 was deposed by n3 meanwhile (n2 did not hear of it).
+    c.campaign("n3");
+    c.deliver((m) => m.to !== "n2" && m.from !== "n2");
+    expect(c.node("n1").status().role).toBe("follower");
+    expect(c.node("n2").readIndex("f2")).toBe(true);
+    c.drain("n2");
+    c.deliver((m) => (m.from === "n2" && m.to === "n1") || (m.from === "n1" && m.to === "n2"));
+    const rs = c.readies.get("n2")!.flatMap((rd) => rd.readStates);
+    expect(rs).toEqual([{ context: "f2", index: 0, refused: true }]);
   });
 });
 

@@ -94,6 +94,8 @@ interface PendingRead {
   readonly context: string;
   readonly seq: number;
   readonly acks: Set<NodeId>;
+  /** The follower that asked (readIndex message); undefined for the leader's own reads. */
+  readonly from: NodeId | undefined;
 }
 
 interface Candidacy {
@@ -175,6 +177,8 @@ export class Paxos {
   private leadership: Leadership | undefined;
   private ticks = 0;
   private electionElapsed = 0;
+  /** A follower promised a candidate's real prepare and has not heard of a leader since. */
+  private promisedCandidate = false;
   private heartbeatElapsed = 0;
   private electionTimeout: number;
 
@@ -272,6 +276,12 @@ export class Paxos {
       case "learn":
         this.onLearn(m);
         break;
+      case "readIndex":
+        this.onReadIndex(m);
+        break;
+      case "readIndexResp":
+        this.onReadIndexResp(m);
+        break;
     }
   }
 
@@ -293,17 +303,28 @@ export class Paxos {
 
   /**
    * Starts a linearizable read barrier (the leader confirms with a phase-2 quorum that no
-   * higher ballot has been promised, as Raft's ReadIndex). Returns false when not leader.
-   * A ReadState for `context` appears in a later Ready.
+   * higher ballot has been promised, as Raft's ReadIndex). A follower that knows a leader
+   * asks it to run the barrier (etcd's MsgReadIndex). Returns false when this node neither
+   * leads nor knows a leader. A ReadState for `context` appears in a later Ready (`refused`
+   * when the node asked turned out not to lead).
    */
   readIndex(context: string): boolean {
     const l = this.leadership;
-    if (this.role !== "leader" || !l) return false;
+    if (this.role === "leader" && l) {
+      this.startRead(l, context, undefined);
+      return true;
+    }
+    if (this.role !== "follower" || this.leader === NONE) return false;
+    this.send({ type: "readIndex", to: this.leader, ballot: this.leaderBallot, context });
+    return true;
+  }
+
+  private startRead(l: Leadership, context: string, from: NodeId | undefined): void {
     const seq = l.nextReadSeq++;
-    l.reads.push({ context, seq, acks: new Set() });
+    l.reads.push({ context, seq, acks: new Set(), from });
     if (this.quorums.phase2 === 1) {
       this.checkReads(l);
-      return true;
+      return;
     }
     for (const p of this.peers) {
       this.send({
@@ -314,7 +335,21 @@ export class Paxos {
         context: String(seq),
       });
     }
-    return true;
+  }
+
+  /** A follower's read barrier: run it as our own, answer with the index to wait for. */
+  private onReadIndex(m: Message): void {
+    const l = this.leadership;
+    if (this.role !== "leader" || !l) {
+      this.send({ type: "readIndexResp", to: m.from, ballot: m.ballot, context: m.context, reject: true });
+      return;
+    }
+    this.startRead(l, m.context, m.from);
+  }
+
+  private onReadIndexResp(m: Message): void {
+    if (m.reject) this.readStates.push({ context: m.context, index: 0, refused: true });
+    else this.readStates.push({ context: m.context, index: m.commit });
   }
 
   /**
@@ -326,6 +361,8 @@ export class Paxos {
   private preCampaign(): void {
     const ballot: Ballot = { round: Math.max(this.promised.round, this.maxRoundSeen) + 1, node: this.id };
     if (this.role !== "follower" || this.leader !== NONE) this.becomeFollower(NONE, this.leaderBallot);
+    // The candidate we promised did not win in time: stop deferring to it.
+    this.promisedCandidate = false;
     this.electionElapsed = 0;
     this.electionTimeout = this.randomElectionTimeout();
     const fromSlot = this.chosenSlot + 1;
@@ -338,10 +375,16 @@ export class Paxos {
       this.send({ type: "prepare", to: p, ballot, slot: fromSlot, context: PRE_VOTE });
   }
 
-  /** Whether this node hears from a live leader (its own leadership included). */
+  /**
+   * Whether this node hears from a live leader (its own leadership included), or promised a
+   * candidate's real prepare within an election timeout: that candidate is likely to win, and
+   * granting a pre-vote to another would let two proposers duel (a leader elected a moment
+   * ago, deposed by a node that timed out before hearing from it).
+   */
   private hasLiveLeader(): boolean {
     if (this.role === "leader") return true;
-    return this.role === "follower" && this.leader !== NONE && this.electionElapsed < this.electionTicks;
+    if (this.role !== "follower" || this.electionElapsed >= this.electionTicks) return false;
+    return this.leader !== NONE || this.promisedCandidate;
   }
 
   private onPreVote(m: Message): void {
@@ -545,8 +588,11 @@ export class Paxos {
     if (compareBallots(m.ballot, this.promised) > 0) {
       this.setPromised(m.ballot);
       if (this.role !== "follower" || this.leader !== NONE) this.becomeFollower(NONE, m.ballot);
-      // Give the candidate time to finish phase 1 before campaigning against it.
+      // Give the candidate time to finish phase 1 before campaigning against it, and drop our
+      // own pre-vote: grants collected before this promise must not start a duel with it.
       this.electionElapsed = 0;
+      this.promisedCandidate = true;
+      this.preCandidacy = undefined;
     }
     this.send({
       type: "promise",
@@ -802,7 +848,16 @@ export class Paxos {
     if (this.chosenSlot < l.recoveredSlot) return;
     while (l.reads.length > 0 && l.reads[0]!.acks.size + 1 >= this.quorums.phase2) {
       const r = l.reads.shift()!;
-      this.readStates.push({ context: r.context, index: this.chosenIndex });
+      if (r.from === undefined) this.readStates.push({ context: r.context, index: this.chosenIndex });
+      else {
+        this.send({
+          type: "readIndexResp",
+          to: r.from,
+          ballot: l.ballot,
+          context: r.context,
+          commit: this.chosenIndex,
+        });
+      }
     }
   }
 
@@ -860,6 +915,7 @@ export class Paxos {
 
   private becomeFollower(leader: NodeId, ballot: Ballot): void {
     this.role = "follower";
+    this.promisedCandidate = false;
     this.preCandidacy = undefined;
     this.leader = leader;
     this.leaderBallot = ballot;

@@ -36,6 +36,23 @@ describe("leader stickiness (pre-vote)", () => {
     expect(c.node("n3").status().role).not.toBe("leader");
   });
 
+  it("an acceptor that just promised a candidate denies pre-votes to another node (no duel with a leader just elected)", () => {
+    const c = new CoreCluster(ids);
+    c.campaign("n1");
+    // n1 wins with n2's promise; n3 never hears of n1, and n2 has not heard that n1 won yet.
+    c.deliver((m) => m.to !== "n3" && m.from !== "n3" && !(m.from === "n1" && m.type !== "prepare"));
+    expect(c.node("n1").status().role).toBe("leader");
+    expect(c.node("n2").status().leader).toBe("");
+    c.take(() => true);
+    // n3 times out and asks n2 for a pre-vote (n1, leading, would deny it anyway).
+    for (let i = 0; i < 25; i++) {
+      c.tick("n3");
+      c.deliver((m) => (m.from === "n3" && m.to === "n2") || (m.from === "n2" && m.to === "n3"));
+    }
+    expect(c.node("n3").status().promised.round, "n3 never ran a real phase 1").toBe(0);
+    expect(c.node("n2").status().promised).toEqual(c.node("n1").status().ballot);
+  });
+
   it("once the leader is gone, a pre-vote succeeds and a new leader is elected by ticks alone", () => {
     const c = new CoreCluster(ids);
     c.elect("n1");

@@ -69,7 +69,9 @@ export type MessageType =
   | "accepted"
   | "heartbeat"
   | "heartbeatResp"
-  | "learn";
+  | "learn"
+  | "readIndex"
+  | "readIndexResp";
 
 /**
  * One flat message shape for every type. Field meanings by type:
@@ -81,6 +83,10 @@ export type MessageType =
  * - heartbeat: `commit` is the leader's chosen prefix; `context` names a read-barrier round.
  * - promise, accepted, heartbeatResp: `commit` is the responder's own chosen prefix.
  * - learn: `entries` are chosen values, for a replica that lags (their ballots are unused).
+ * - readIndex: a follower asks its leader (`ballot` is the leader's, as the follower knows
+ *   it) to run a read barrier for `context`.
+ * - readIndexResp: `commit` is the log index the read must wait for, or `reject` when the
+ *   receiver does not lead.
  * - a response with `reject`: `promised` is the higher ballot the acceptor has promised.
  */
 export interface Message {
@@ -145,4 +151,6 @@ export interface ChosenSlot {
 export interface ReadState {
   readonly context: string;
   readonly index: number;
+  /** The leader a follower asked no longer leads: the read fails (NOT_LEADER) and may be retried. */
+  readonly refused?: boolean;
 }

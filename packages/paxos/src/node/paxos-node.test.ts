@@ -117,6 +117,39 @@ describe("PaxosNode", () => {
   });
 });
 
+describe("PaxosNode reads on a follower", () => {
+  it("a follower's read waits until it has applied every command the leader had chosen", async () => {
+    const c = new NodeCluster(["n1", "n2", "n3"]);
+    await c.start();
+    try {
+      let leader = "";
+      await c.waitUntil("a leader every node follows", () => {
+        leader = c.ids.find((id) => c.node(id).status().role === "leader") ?? "";
+        return leader !== "" && c.ids.every((id) => c.node(id).status().leaderId === leader);
+      });
+      const follower = c.ids.find((id) => id !== leader)!;
+      for (let i = 0; i < 5; i++) await c.node(leader).propose(new TextEncoder().encode(`w${i}`));
+      const { index } = await c.node(follower).read({ timeoutMs: 2_000 });
+      expect(index).toBe(c.node(leader).status().commitIndex);
+      // Linearizable: what the follower applied covers every acknowledged write.
+      expect(c.machine(follower).appliedIndex()).toBeGreaterThanOrEqual(index);
+      expect(c.machine(follower).commands).toEqual(expect.arrayContaining(["w0", "w1", "w2", "w3", "w4"]));
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("a follower that knows no leader refuses a read with NOT_LEADER", async () => {
+    const c = new NodeCluster(["n1", "n2", "n3"], { electionTicks: 1_000 });
+    await c.start();
+    try {
+      await expect(c.node("n2").read()).rejects.toMatchObject({ code: "NOT_LEADER" });
+    } finally {
+      await c.close();
+    }
+  });
+});
+
 describe("PaxosNode log compaction and snapshot catch-up", () => {
   const leaderOf = async (c: NodeCluster) => {
     let leader = "";

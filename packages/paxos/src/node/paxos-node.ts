@@ -130,6 +130,8 @@ interface PendingRead {
   /** Known once the core confirmed the barrier. */
   index: number | undefined;
   settled: boolean;
+  /** A follower's read: the leader asked to run the barrier. */
+  via: NodeId | undefined;
 }
 
 /**
@@ -270,14 +272,21 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
     return Promise.all(commands.map((c) => this.propose(c, options)));
   }
 
+  /**
+   * A read barrier. On the leader it is confirmed by a phase-2 quorum; on a follower the
+   * leader runs it and answers with the index to wait for (reads through followers work, as
+   * Raft's ReadIndex does). Rejects NOT_LEADER when no leader is known.
+   */
   read(options?: ProposeOptions): Promise<{ readonly index: number }> {
     return new Promise((resolve, reject) => {
-      const refusal = this.refusal();
+      const refusal = this.stopped();
       if (refusal) return reject(refusal);
+      const s = this.core!.status();
       const context = `${this.nonce}:r${this.readSeq++}`;
       const r: PendingRead = {
         index: undefined,
         settled: false,
+        via: s.role === "leader" ? undefined : s.leader,
         cleanup: () => {},
         resolve: (v) => {
           if (r.settled) return;
@@ -296,7 +305,10 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
       };
       (r as { cleanup: () => void }).cleanup = this.guard(options, (e) => r.reject(e));
       this.reads.set(context, r);
-      this.core!.readIndex(context);
+      if (!this.core!.readIndex(context)) {
+        r.reject(this.notLeader(s.leader));
+        return;
+      }
       this.process();
     });
   }
@@ -454,7 +466,8 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
           // 4. Answer reads whose barrier is confirmed and applied.
           for (const rs of rd.readStates) {
             const r = this.reads.get(rs.context);
-            if (r) r.index = rs.index;
+            if (r && rs.refused) r.reject(this.notLeader(core.status().leader));
+            else if (r) r.index = rs.index;
           }
           this.answerReads();
         }
@@ -730,6 +743,10 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
       }
     }
     if (s.leader !== this.lastLeader) {
+      // Reads a former leader was asked to confirm will not be answered: nothing was done.
+      for (const r of [...this.reads.values()]) {
+        if (r.via !== undefined && r.index === undefined) r.reject(this.notLeader(s.leader));
+      }
       this.lastLeader = s.leader;
       if (s.leader !== NONE) this.metrics.leaderChanges.inc(node);
       this.log.info({ node: this.nodeId, leader: s.leader, ballot: s.ballot }, "leader changed");
@@ -809,12 +826,19 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
     return undefined;
   }
 
-  /** Why this node cannot take a proposal or read right now, if it cannot. */
-  private refusal(): ConsensusError | undefined {
+  /** Why this node cannot serve anything right now (closed, failed, not started), if so. */
+  private stopped(): ConsensusError | undefined {
     if (this.closed) return new ConsensusError("SHUTTING_DOWN", `node ${this.nodeId} is closed`);
     if (this.failure)
       return new ConsensusError("SHUTTING_DOWN", `node ${this.nodeId} stopped: ${this.failure.message}`);
     if (!this.core) return new ConsensusError("NOT_LEADER", `node ${this.nodeId} has not started`);
+    return undefined;
+  }
+
+  /** Why this node cannot take a proposal right now, if it cannot. */
+  private refusal(): ConsensusError | undefined {
+    const stopped = this.stopped();
+    if (stopped || !this.core) return stopped;
     const s = this.core.status();
     if (s.role !== "leader") return this.notLeader(s.leader);
     return undefined;

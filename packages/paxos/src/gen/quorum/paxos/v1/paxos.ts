@@ -20,6 +20,9 @@ export enum MessageType {
   MESSAGE_TYPE_HEARTBEAT = 5,
   MESSAGE_TYPE_HEARTBEAT_RESP = 6,
   MESSAGE_TYPE_LEARN = 7,
+  /** MESSAGE_TYPE_READ_INDEX - A follower's read barrier, run by the leader for it (etcd's MsgReadIndex). */
+  MESSAGE_TYPE_READ_INDEX = 8,
+  MESSAGE_TYPE_READ_INDEX_RESP = 9,
   UNRECOGNIZED = -1,
 }
 
@@ -49,6 +52,12 @@ export function messageTypeFromJSON(object: any): MessageType {
     case 7:
     case "MESSAGE_TYPE_LEARN":
       return MessageType.MESSAGE_TYPE_LEARN;
+    case 8:
+    case "MESSAGE_TYPE_READ_INDEX":
+      return MessageType.MESSAGE_TYPE_READ_INDEX;
+    case 9:
+    case "MESSAGE_TYPE_READ_INDEX_RESP":
+      return MessageType.MESSAGE_TYPE_READ_INDEX_RESP;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -74,6 +83,10 @@ export function messageTypeToJSON(object: MessageType): string {
       return "MESSAGE_TYPE_HEARTBEAT_RESP";
     case MessageType.MESSAGE_TYPE_LEARN:
       return "MESSAGE_TYPE_LEARN";
+    case MessageType.MESSAGE_TYPE_READ_INDEX:
+      return "MESSAGE_TYPE_READ_INDEX";
+    case MessageType.MESSAGE_TYPE_READ_INDEX_RESP:
+      return "MESSAGE_TYPE_READ_INDEX_RESP";
     case MessageType.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
