@@ -43,7 +43,7 @@ export class MapreduceMetrics {
   });
   private readonly shuffledBytes = new Counter({
     name: "quorum_mapreduce_shuffled_bytes_total",
-    help: "Intermediate bytes reduce attempts fetched from map workers",
+    help: "Intermediate bytes reduce attempts read from map output (other workers' or their own)",
     registers: [this.registry],
   });
   private seen = { bytesDone: 0, bytesShuffled: 0 };

@@ -75,8 +75,8 @@ export interface JobProgress {
   bytesDone: number;
   bytesTotal: number;
   /**
-   * Intermediate bytes reduce attempts fetched from map workers, as reported by attempts
-   * that finished (duplicates and backups included: they crossed the network too).
+   * Intermediate bytes reduce attempts read (from other workers over gRPC, or from their own
+   * disk), as reported by attempts that finished, duplicates and backups included.
    */
   bytesShuffled: number;
   elapsedMs: number;

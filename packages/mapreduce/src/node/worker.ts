@@ -244,6 +244,19 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
         });
       });
 
+    /**
+     * Map output this worker made is read from its own disk: asking its own shuffle service
+     * would cost a gRPC round trip per file and, while this process computes, wait for itself.
+     */
+    const readPartition = async (location: MapLocation, partition: number): Promise<Buffer> => {
+      if (location.workerId !== id) return fetch(location, partition);
+      try {
+        return await readFile(join(dir, `mr-${location.mapIndex}-${partition}`));
+      } catch (error) {
+        throw new FetchError(location, `own map output unreadable: ${(error as Error).message}`);
+      }
+    };
+
     const runMap = async (task: RequestTaskResponse, job: JobModule, spec: JobSpec): Promise<number> => {
       const input = task.mapInput!;
       const handle = await open(input.path, "r");
@@ -284,7 +297,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       await Promise.all(
         Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
           for (let loc = queue.shift(); loc !== undefined; loc = queue.shift()) {
-            buffers.push(await fetch(loc, task.index));
+            buffers.push(await readPartition(loc, task.index));
           }
         }),
       );
