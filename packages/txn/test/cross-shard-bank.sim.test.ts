@@ -1,0 +1,531 @@
+import { status } from "@grpc/grpc-js";
+import {
+  Compare_CompareResult,
+  Compare_CompareTarget,
+  isEtcdError,
+  keyRange,
+  PutRequest,
+  RangeRequest,
+  ShardMap,
+  TxnRequest,
+  type TxnResponse,
+} from "@quorum/kv";
+import { type Prng, runSeeds, type ScenarioContext, seedCount } from "@quorum/sim";
+import { describe, expect, it } from "vitest";
+import { type ProtocolStep, type SimShardNode, type SimShards, simShards } from "./helpers/sim-shards.js";
+
+/**
+ * Issue 7, "Tests", first bullet: a bank over three shards of three simulated nodes (each
+ * shard its own Raft group), every transfer an etcd Txn that compares both accounts'
+ * mod_revision and writes both balances, run through a ShardTxnEngine on every node, while
+ * nodes crash (at random times, and at chosen steps of the protocol, as coordinator and as
+ * participant), messages are lost, delayed and duplicated and the network is partitioned.
+ *
+ * Checked:
+ * - every read of all accounts (a read-only Txn over the three shards) sums to the total, and
+ *   is a consistent cut of the accounts' histories that includes every transfer acknowledged
+ *   before the read began (reads are strictly serializable);
+ * - each account's history is a chain: each write moves the balance by its transfer's amount
+ *   from the write before (no lost update), and no transfer is half applied (each transfer id,
+ *   which every written value carries, is in both accounts' histories or in neither);
+ * - acknowledged transfers are in the histories, refused or aborted ones are not;
+ * - after healing, once the workload is quiet, no replica of any shard holds a prepared part
+ *   after LOCK_BOUND_MS of virtual time; the total is conserved at the end, and the replicas
+ *   of each shard hold the same data.
+ */
+
+const IDS = ["n1", "n2", "n3"] as const;
+const SHARDS = 3;
+/** Two accounts per shard with the default split: digits -> 0, upper case -> 1, lower case -> 2. */
+const ACCOUNTS = ["0a", "0b", "Ka", "Kb", "ka", "kb"] as const;
+const INITIAL = 100;
+const TOTAL = INITIAL * ACCOUNTS.length;
+const map = ShardMap.ofCount(SHARDS);
+const shardOf = (key: string) => map.shardOf(Buffer.from(key));
+
+const ENGINE = { staleAfterMs: 300, recoveryIntervalMs: 100, requestTimeoutMs: 1_500, maxAttempts: 8 };
+/**
+ * The bound on locks: once the network is healed and no client sends anything, every prepared
+ * part is gone from every replica within this much virtual time. Recovery finishes a part
+ * `staleAfterMs` after the shard's leader first saw it, at its next pass (`recoveryIntervalMs`);
+ * the rest is slack for a leader election (100-200 ms), a few calls between nodes (<= 30 ms
+ * each) and replication to the followers.
+ */
+const LOCK_BOUND_MS = ENGINE.staleAfterMs + 2 * ENGINE.recoveryIntervalMs + 1_000;
+const SAFETY_MS = 4_000;
+const CLIENT_DEADLINE_MS = 3_000;
+const TRANSFER_CLIENTS = 4;
+/** Probability that a protocol step (see ProtocolStep) crashes the node it happens on. */
+const STEP_CRASH_P = 0.004;
+
+type Outcome = "pending" | "committed" | "refused" | "aborted" | "unknown";
+
+interface Transfer {
+  readonly tid: string;
+  readonly from: string;
+  readonly to: string;
+  readonly amount: number;
+  readonly crossShard: boolean;
+  outcome: Outcome;
+  completedAt: number;
+}
+
+interface Read {
+  readonly by: string;
+  readonly invokedAt: number;
+  readonly completedAt: number;
+  /** Per account (ACCOUNTS order): the balance and the id of the transfer that wrote it. */
+  readonly values: readonly { balance: number; tid: string }[];
+}
+
+interface Stats {
+  committedCross: number;
+  committedSame: number;
+  refused: number;
+  aborted: number;
+  unknown: number;
+  reads: number;
+  readFailures: number;
+  stepCrashes: number;
+}
+
+const encode = (balance: number, tid: string) => Buffer.from(`${balance}|${tid}`);
+
+function decode(value: Uint8Array, key: string): { balance: number; tid: string } {
+  const text = Buffer.from(value).toString();
+  const m = /^(-?\d+)\|(.+)$/.exec(text);
+  if (!m) throw new Error(`account ${key} holds a malformed value ${JSON.stringify(text)}`);
+  return { balance: Number(m[1]), tid: m[2]! };
+}
+
+function sleep(ctx: ScenarioContext, ms: number): Promise<void> {
+  return new Promise((resolve) => ctx.sim.clock.schedule(ms, resolve));
+}
+
+/** A client outside the cluster: it talks to any live node, which it picks per request. */
+class Client {
+  private count = 0;
+
+  constructor(
+    readonly name: string,
+    private readonly ctx: ScenarioContext,
+    private readonly kv: SimShards,
+    private readonly prng: Prng,
+    private readonly transfers: Map<string, Transfer>,
+    private readonly reads: Read[],
+    private readonly stats: Stats,
+  ) {}
+
+  private gateway(): SimShardNode | undefined {
+    const up = [...this.kv.cluster.runtimes().values()];
+    return up.length === 0 ? undefined : this.prng.pick(up);
+  }
+
+  /** The node a gateway would send a one-shard request to: the shard's leader as it believes. */
+  private leaderVia(gateway: SimShardNode, shard: number): string {
+    return gateway.rafts[shard]!.status().leaderId ?? gateway.id;
+  }
+
+  /** Sends `fn` to some node until it answers or fails for good; undefined at the deadline. */
+  private async retrying<T>(
+    deadline: number,
+    target: (gateway: SimShardNode) => string,
+    fn: (node: SimShardNode) => Promise<T>,
+  ): Promise<T | undefined> {
+    while (this.ctx.sim.now() < deadline) {
+      const gateway = this.gateway();
+      if (gateway) {
+        try {
+          return await this.kv.rpc("client", target(gateway), fn, deadline - this.ctx.sim.now());
+        } catch (err) {
+          if (!(isEtcdError(err) && err.code === status.UNAVAILABLE)) throw err;
+        }
+      }
+      await sleep(this.ctx, this.prng.int(5, 30));
+    }
+    return undefined;
+  }
+
+  private async readAccount(key: string, deadline: number) {
+    const res = await this.retrying(
+      deadline,
+      (g) => this.leaderVia(g, shardOf(key)),
+      (node) => node.router.range(RangeRequest.fromPartial({ key: Buffer.from(key) })),
+    );
+    const kv = res?.kvs[0];
+    if (!kv) return undefined;
+    return { ...decode(kv.value, key), modRevision: kv.modRevision };
+  }
+
+  async transfer(): Promise<void> {
+    const from = this.prng.pick(ACCOUNTS);
+    // Mostly across shards; some within one (the one-shard fast path meets the engine's locks).
+    const same = this.prng.chance(0.2);
+    const to = this.prng.pick(ACCOUNTS.filter((a) => a !== from && (shardOf(a) === shardOf(from)) === same));
+    const amount = this.prng.int(1, 20);
+    const deadline = this.ctx.sim.now() + CLIENT_DEADLINE_MS;
+    const a = await this.readAccount(from, deadline);
+    const b = a && (await this.readAccount(to, deadline));
+    if (!a || !b) return;
+    const tid = `${this.name}.${++this.count}`;
+    const crossShard = shardOf(from) !== shardOf(to);
+    const t: Transfer = { tid, from, to, amount, crossShard, outcome: "pending", completedAt: 0 };
+    this.transfers.set(tid, t);
+    const compare = (key: string, modRevision: bigint) => ({
+      key: Buffer.from(key),
+      target: Compare_CompareTarget.MOD,
+      result: Compare_CompareResult.EQUAL,
+      modRevision,
+    });
+    const req = TxnRequest.fromPartial({
+      compare: [compare(from, a.modRevision), compare(to, b.modRevision)],
+      success: [
+        { requestPut: { key: Buffer.from(from), value: encode(a.balance - amount, tid) } },
+        { requestPut: { key: Buffer.from(to), value: encode(b.balance + amount, tid) } },
+      ],
+    });
+    const gateway = this.gateway();
+    let res: TxnResponse | undefined;
+    if (gateway) {
+      // Across shards: the gateway's engine coordinates. Within one: its leader as the gateway knows.
+      const target = crossShard ? gateway.id : this.leaderVia(gateway, shardOf(from));
+      try {
+        res = await this.kv.rpc("client", target, (node) => node.router.txn(req), CLIENT_DEADLINE_MS);
+      } catch (err) {
+        t.completedAt = this.ctx.sim.now();
+        if (isEtcdError(err) && err.code === status.ABORTED) {
+          t.outcome = "aborted";
+          this.stats.aborted++;
+          return;
+        }
+        if (isEtcdError(err) && err.code === status.UNAVAILABLE) {
+          t.outcome = "unknown";
+          this.stats.unknown++;
+          return;
+        }
+        throw err;
+      }
+    }
+    t.completedAt = this.ctx.sim.now();
+    if (!res) {
+      t.outcome = "refused";
+      this.stats.refused++;
+    } else if (res.succeeded) {
+      t.outcome = "committed";
+      if (crossShard) this.stats.committedCross++;
+      else this.stats.committedSame++;
+    } else {
+      t.outcome = "refused";
+      this.stats.refused++;
+    }
+  }
+
+  /** Reads every account in one read-only Txn over all shards, through `via` or any node. */
+  async readAll(via?: string): Promise<Read | undefined> {
+    const invokedAt = this.ctx.sim.now();
+    const req = TxnRequest.fromPartial({
+      success: ACCOUNTS.map((key) => ({ requestRange: { key: Buffer.from(key) } })),
+    });
+    let res: TxnResponse | undefined;
+    try {
+      res = await this.retrying(
+        invokedAt + CLIENT_DEADLINE_MS,
+        (g) => via ?? g.id,
+        (node) => node.router.txn(req),
+      );
+    } catch (err) {
+      if (isEtcdError(err) && err.code === status.ABORTED) res = undefined;
+      else throw err;
+    }
+    if (!res) {
+      this.stats.readFailures++;
+      return undefined;
+    }
+    const values = res.responses.map((r, i) => {
+      const kv = r.responseRange?.kvs[0];
+      if (!kv) throw new Error(`read of all accounts lacks ${ACCOUNTS[i]}`);
+      return decode(kv.value, ACCOUNTS[i]!);
+    });
+    const read: Read = { by: this.name, invokedAt, completedAt: this.ctx.sim.now(), values };
+    const sum = values.reduce((s, v) => s + v.balance, 0);
+    if (sum !== TOTAL)
+      throw new Error(
+        `read of all accounts at t=${read.completedAt} sums to ${sum}, not ${TOTAL}: ${describeRead(read)}`,
+      );
+    this.reads.push(read);
+    this.stats.reads++;
+    return read;
+  }
+
+  async loop(stop: () => boolean, what: "transfer" | "read"): Promise<void> {
+    while (!stop()) {
+      if (what === "transfer") await this.transfer();
+      else await this.readAll();
+      await sleep(this.ctx, this.prng.int(0, what === "read" ? 60 : 20));
+    }
+  }
+}
+
+const describeRead = (r: Read) =>
+  ACCOUNTS.map((a, i) => `${a}=${r.values[i]!.balance} (${r.values[i]!.tid})`).join(", ");
+
+/** One account's history from a replica of its shard: every version, oldest first. */
+function accountHistory(kv: SimShards, key: string): { balance: number; tid: string; version: bigint }[] {
+  const store = kv.durable.get(IDS[0])!.shards[shardOf(key)]!.store;
+  return store
+    .changesBetween(0, Number.MAX_SAFE_INTEGER, {
+      range: keyRange(Buffer.from(key), Buffer.alloc(0)),
+      prevKv: false,
+    })
+    .flatMap((c) => c.events)
+    .map((e) => ({ ...decode(e.kv!.value, key), version: e.kv!.version }));
+}
+
+/** Every check on the final histories; returns the violations found. */
+function checkHistories(kv: SimShards, transfers: Map<string, Transfer>, reads: readonly Read[]): string[] {
+  const bad: string[] = [];
+  const histories = new Map(ACCOUNTS.map((a) => [a, accountHistory(kv, a)]));
+  const position = new Map<string, Map<string, number>>();
+  for (const [account, h] of histories) {
+    const at = new Map<string, number>();
+    position.set(account, at);
+    h.forEach((w, i) => {
+      if (w.version !== BigInt(i + 1)) bad.push(`${account}: version ${w.version} is write ${i + 1}`);
+      if (at.has(w.tid)) bad.push(`${account}: transfer ${w.tid} applied twice`);
+      at.set(w.tid, i);
+      if (i === 0) {
+        if (w.tid !== "init" || w.balance !== INITIAL)
+          bad.push(`${account}: first write ${w.tid}=${w.balance}`);
+        return;
+      }
+      const t = transfers.get(w.tid);
+      if (!t || (t.from !== account && t.to !== account)) {
+        bad.push(`${account}: written by ${w.tid}, which is no transfer of this account`);
+        return;
+      }
+      const expected = h[i - 1]!.balance + (t.to === account ? t.amount : -t.amount);
+      if (w.balance !== expected)
+        bad.push(
+          `${account}: ${w.tid} wrote ${w.balance} after ${h[i - 1]!.tid} left ${h[i - 1]!.balance} (expected ${expected}: lost update)`,
+        );
+    });
+  }
+  for (const t of transfers.values()) {
+    const inFrom = position.get(t.from)!.has(t.tid);
+    const inTo = position.get(t.to)!.has(t.tid);
+    if (inFrom !== inTo)
+      bad.push(
+        `transfer ${t.tid} (${t.from} -> ${t.to}, ${t.amount}) half applied: only in ${inFrom ? t.from : t.to}`,
+      );
+    if (t.outcome === "committed" && !inFrom)
+      bad.push(`transfer ${t.tid} was acknowledged but is not applied`);
+    if ((t.outcome === "refused" || t.outcome === "aborted") && (inFrom || inTo))
+      bad.push(`transfer ${t.tid} was ${t.outcome} but is applied`);
+  }
+  const last = ACCOUNTS.map((a) => histories.get(a)!.at(-1)!.balance);
+  const sum = last.reduce((s, b) => s + b, 0);
+  if (sum !== TOTAL) bad.push(`final balances ${last.join(", ")} sum to ${sum}, not ${TOTAL}`);
+
+  // Each read is a cut of the histories: where it read each account, ...
+  for (const r of reads) {
+    const pos = ACCOUNTS.map((a, i) => {
+      const p = position.get(a)!.get(r.values[i]!.tid);
+      if (p === undefined || histories.get(a)![p]!.balance !== r.values[i]!.balance)
+        bad.push(
+          `read at ${r.completedAt} saw ${a}=${r.values[i]!.balance} (${r.values[i]!.tid}), never written`,
+        );
+      return p ?? -1;
+    });
+    const index = new Map(ACCOUNTS.map((a, i) => [a as string, i]));
+    ACCOUNTS.forEach((a, i) => {
+      // ... consistent: every transfer it saw in one account, it saw in the other ...
+      for (const w of histories.get(a)!.slice(1, pos[i]! + 1)) {
+        const t = transfers.get(w.tid)!;
+        const other = t.from === a ? t.to : t.from;
+        const o = index.get(other)!;
+        const p = position.get(other)!.get(w.tid);
+        if (p === undefined || p > pos[o]!)
+          bad.push(`read at ${r.completedAt} saw ${w.tid} in ${a} but not in ${other}: ${describeRead(r)}`);
+      }
+    });
+    // ... and recent: it includes every transfer acknowledged before it began.
+    for (const t of transfers.values()) {
+      if (t.outcome !== "committed" || t.completedAt >= r.invokedAt) continue;
+      for (const a of [t.from, t.to]) {
+        const p = position.get(a)!.get(t.tid);
+        if (p !== undefined && p > pos[index.get(a)!]!)
+          bad.push(
+            `read invoked at ${r.invokedAt} misses ${t.tid} on ${a}, acknowledged at ${t.completedAt}: ${describeRead(r)}`,
+          );
+      }
+    }
+  }
+  return bad;
+}
+
+async function bankScenario(ctx: ScenarioContext): Promise<void> {
+  const { sim, seed } = ctx;
+  const stats: Stats = {
+    committedCross: 0,
+    committedSame: 0,
+    refused: 0,
+    aborted: 0,
+    unknown: 0,
+    reads: 0,
+    readFailures: 0,
+    stepCrashes: 0,
+  };
+  const stepPrng = sim.prng.fork("step-crash");
+  const stepLog: string[] = [];
+  let crashAtSteps = true;
+  let kv: SimShards | undefined;
+  const onStep = (s: ProtocolStep) => {
+    if (!crashAtSteps || !kv || kv.cluster.down().length > 0 || !stepPrng.chance(STEP_CRASH_P)) return;
+    const { id } = s.node;
+    stepLog.push(`${sim.now()} crash ${id} as ${s.role} ${s.phase} ${s.op} (shard ${s.shard})`);
+    stats.stepCrashes++;
+    kv.cluster.crash(id);
+    const cluster = kv.cluster;
+    sim.scheduler.schedule(stepPrng.int(20, 400), () => {
+      if (crashAtSteps && !cluster.isUp(id)) cluster.restart(id).catch((e: unknown) => sim.fail(e));
+    });
+  };
+  kv = simShards(sim, IDS, { shards: SHARDS, engine: ENGINE, onStep });
+  const transfers = new Map<string, Transfer>();
+  const reads: Read[] = [];
+  let nemesisLog: readonly string[] = [];
+  const context = () =>
+    `\nstats ${JSON.stringify(stats)}\nfaults:\n${[...nemesisLog, ...stepLog].sort((x, y) => Number.parseInt(x, 10) - Number.parseInt(y, 10)).join("\n")}`;
+  try {
+    await kv.cluster.start();
+    await sim.eventually(
+      "every shard elects a leader",
+      () => [0, 1, 2].every((s) => kv.shardLeader(s) !== undefined),
+      5_000,
+    );
+    // Open the accounts, each through its shard's leader.
+    const setup = new Client("setup", ctx, kv, sim.prng.fork("setup"), transfers, reads, stats);
+    let opened = 0;
+    void (async () => {
+      for (const key of ACCOUNTS) {
+        const shard = shardOf(key);
+        await kv.rpc("client", kv.shardLeader(shard)!, (n) =>
+          n.router.put(PutRequest.fromPartial({ key: Buffer.from(key), value: encode(INITIAL, "init") })),
+        );
+        opened++;
+      }
+    })().catch((e: unknown) => sim.fail(e));
+    await sim.eventually("accounts opened", () => opened === ACCOUNTS.length, 5_000);
+    void setup;
+    // Faults from here on (a lost or duplicated put above would break the accounts' histories).
+    sim.network.setFaults({ minDelayMs: 1, maxDelayMs: 15, dropRate: 0.05, duplicateRate: 0.05 });
+
+    let stop = false;
+    const clients = Array.from(
+      { length: TRANSFER_CLIENTS + 1 },
+      (_, i) =>
+        new Client(
+          i < TRANSFER_CLIENTS ? `c${i + 1}` : "r1",
+          ctx,
+          kv!,
+          sim.prng.fork(`client/${i}`),
+          transfers,
+          reads,
+          stats,
+        ),
+    );
+    const running = clients.map((c, i) =>
+      c.loop(() => stop, i < TRANSFER_CLIENTS ? "transfer" : "read").catch((e: unknown) => sim.fail(e)),
+    );
+    const nemesis = kv.cluster.startNemesis({ intervalMs: [50, 300], downMs: [20, 500] });
+    nemesisLog = nemesis.log;
+    await sim.runUntilTime(sim.now() + SAFETY_MS);
+
+    crashAtSteps = false;
+    await kv.cluster.livenessPhase();
+    const committed = () => stats.committedCross + stats.committedSame;
+    const [c0, r0] = [committed(), stats.reads];
+    await sim.eventually(
+      "transfers and reads go on after healing",
+      () => committed() >= c0 + 5 && stats.reads >= r0 + 2,
+      10_000,
+    );
+    stop = true;
+    let finished = false;
+    void Promise.all(running).then(() => (finished = true));
+    await sim.eventually("clients stop", () => finished, 2 * CLIENT_DEADLINE_MS);
+
+    // Quiet from here: no client sends anything. Every lock must go within the bound.
+    const quietAt = sim.now();
+    const preparedParts = () =>
+      IDS.flatMap((id) =>
+        kv!.durable
+          .get(id)!
+          .shards.flatMap((s, shard) =>
+            s.store.preparedTxns().map((i) => `${id}/shard ${shard}: ${i.txId.toString("hex")}`),
+          ),
+      );
+    const released = await sim.runUntil(() => preparedParts().length === 0, quietAt + LOCK_BOUND_MS);
+    if (!released)
+      throw new Error(
+        `prepared parts still held ${LOCK_BOUND_MS} ms after the workload went quiet (healed):\n${preparedParts().join("\n")}${context()}`,
+      );
+
+    // The total at the end, read through every node.
+    const reader = new Client("final", ctx, kv, sim.prng.fork("final"), transfers, reads, stats);
+    let finalReads = 0;
+    void (async () => {
+      for (const id of IDS) if (await reader.readAll(id)) finalReads++;
+    })().catch((e: unknown) => sim.fail(e));
+    await sim.eventually("final reads", () => finalReads === IDS.length, 3 * CLIENT_DEADLINE_MS);
+
+    // Every replica of each shard applies the same log and holds the same data.
+    for (let shard = 0; shard < SHARDS; shard++) {
+      const stores = IDS.map((id) => kv!.durable.get(id)!.shards[shard]!.store);
+      await sim.eventually(
+        `replicas of shard ${shard} converge`,
+        () => stores.every((s) => s.appliedIndex() === stores[0]!.appliedIndex()),
+        5_000,
+      );
+      const dumps = stores.map((s) =>
+        JSON.stringify(
+          s
+            .range(RangeRequest.fromPartial({ key: Buffer.from([0]), rangeEnd: Buffer.from([0]) }))
+            .kvs.map((k) => [k.key.toString(), k.value.toString(), `${k.modRevision}`, `${k.version}`]),
+        ),
+      );
+      for (const [i, d] of dumps.entries())
+        if (d !== dumps[0])
+          throw new Error(`shard ${shard}: ${IDS[i]} holds ${d}, ${IDS[0]} holds ${dumps[0]}`);
+    }
+
+    const violations = checkHistories(kv, transfers, reads);
+    if (violations.length > 0)
+      throw new Error(`${violations.length} violations:\n${violations.slice(0, 20).join("\n")}${context()}`);
+    if (process.env.QUORUM_DEBUG)
+      console.log(
+        `seed ${seed}: t=${sim.now()} transfers ${transfers.size}`,
+        stats,
+        kv.calls,
+        `faults ${nemesisLog.length + stepLog.length}`,
+      );
+    if (stats.committedCross < 5)
+      throw new Error(`only ${stats.committedCross} cross-shard transfers committed${context()}`);
+    if (stats.reads < 3) throw new Error(`only ${stats.reads} reads of all accounts completed${context()}`);
+  } catch (err) {
+    if (err instanceof Error && !err.message.includes("\nstats ")) err.message += context();
+    throw err;
+  } finally {
+    await kv.close();
+  }
+}
+
+describe("transactions across shards under simulation", () => {
+  const name =
+    "bank over three shards: totals conserved at every read, no transfer half applied, no lock outlives recovery";
+  const seeds = 4;
+  it(name, { timeout: 30_000 + 10_000 * seedCount({ seeds }) }, async () => {
+    const result = await runSeeds(name, (_seed, ctx) => bankScenario(ctx), { seeds });
+    expect(result.seeds.length).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,414 @@
+import { status } from "@grpc/grpc-js";
+import type { LogEntry, ReplicatedLog, Snapshot, StateMachine } from "@quorum/consensus";
+import {
+  type ApplyResult,
+  EtcdError,
+  etcdErrors,
+  isEtcdError,
+  type KvService,
+  KvStore,
+  ShardedKvService,
+  type ShardTxnAccess,
+} from "@quorum/kv";
+import { type NodeContext, SimCluster, type Simulation } from "@quorum/sim";
+import type { Logger } from "@quorum/transport";
+import { ShardTxnEngine, type ShardTxnEngineOptions } from "@quorum/txn";
+// Raft's sources by path: @quorum/raft is not a dependency of @quorum/txn (the engine runs on
+// any ReplicatedLog) and this package's tsconfig has no path for it; only this harness needs it.
+import { type LogStore, RaftNode, SqliteLogStore } from "../../../raft/src/index.js";
+
+/**
+ * Three (or more) simulated nodes, each running one RaftNode per shard (channel `raft-${i}`)
+ * over its one simulated transport, behind a ShardedKvService with a ShardTxnEngine (copied in
+ * spirit from packages/kv/test/helpers/sim-kv.ts, which this package must not edit).
+ *
+ * There is no gRPC in the simulation. What gRPC does between nodes is modelled by `rpc`: a
+ * call to another node's in-process handlers, delayed, lost, duplicated and cut by partitions
+ * and crashes as the simulated network's faults say, with a deadline on the caller's clock.
+ * A lost request, a lost reply and a dead or unreachable peer all end in the same transient
+ * etcd UNAVAILABLE error at the deadline (or at once for a refused connection), as the
+ * engine's forwarding over gRPC would see them.
+ */
+
+/** What survives a crash of one node: every shard's Raft log and kv store (SQLite, committed). */
+export interface DurableShards {
+  readonly shards: readonly { readonly log: SqliteLogStore; readonly store: KvStore }[];
+}
+
+/** One running incarnation of a node. */
+export interface SimShardNode {
+  readonly id: string;
+  readonly incarnation: number;
+  readonly rafts: readonly RaftNode<ApplyResult>[];
+  readonly router: ShardedKvService;
+  readonly engine: ShardTxnEngine;
+  /** True once this incarnation crashed. */
+  dead(): boolean;
+}
+
+export interface SimShardsOptions {
+  readonly shards: number;
+  /** Deadline each shard's KvService gives proposals and read barriers (virtual ms). */
+  readonly requestTimeoutMs?: number;
+  /** Deadline of one call between nodes (virtual ms). */
+  readonly rpcTimeoutMs?: number;
+  /** Engine options (clock, random, newTxId and logger are the harness's). */
+  readonly engine?: Omit<ShardTxnEngineOptions, "clock" | "random" | "newTxId" | "logger">;
+  /**
+   * Called at each step of the protocol, so a test can crash a node exactly there: on the
+   * coordinator before it sends a prepare, decide or record call and after it hears the
+   * answer; on the shard leader that served it, after its log applied it and before it replies.
+   */
+  readonly onStep?: (step: ProtocolStep) => void;
+}
+
+export interface ProtocolStep {
+  readonly node: SimShardNode;
+  readonly role: "coordinator" | "participant";
+  readonly op: "prepare" | "decide" | "record";
+  readonly phase: "before" | "after";
+  readonly shard: number;
+}
+
+/** Where a call comes from: a node's incarnation, or a client outside the cluster. */
+export type Caller = SimShardNode | "client";
+
+export interface SimShards {
+  readonly cluster: SimCluster<SimShardNode>;
+  readonly durable: ReadonlyMap<string, DurableShards>;
+  /**
+   * Calls `fn` on node `to`'s current incarnation through the simulated network (see the
+   * module comment). A caller that crashes never hears back, as a dead process would not.
+   */
+  rpc<T>(from: Caller, to: string, fn: (node: SimShardNode) => Promise<T>, timeoutMs?: number): Promise<T>;
+  /** The live node that leads `shard` in the highest term, if any. */
+  shardLeader(shard: number): string | undefined;
+  /** Counters of the calls between nodes and from clients. */
+  readonly calls: { sent: number; lost: number; duplicated: number; refused: number; timedOut: number };
+  close(): Promise<void>;
+}
+
+const never = <T>() => new Promise<T>(() => {});
+
+/** A LogStore that a crashed incarnation can no longer write. */
+function fencedLog(store: LogStore, dead: () => boolean): LogStore {
+  const check = () => {
+    if (dead()) throw new Error("raft log write from a crashed incarnation");
+  };
+  return {
+    hardState: () => store.hardState(),
+    entries: (lo, hi, maxBytes) => store.entries(lo, hi, maxBytes),
+    term: (i) => store.term(i),
+    firstIndex: () => store.firstIndex(),
+    lastIndex: () => store.lastIndex(),
+    snapshot: () => store.snapshot(),
+    configEntries: () => store.configEntries(),
+    save: (u) => {
+      check();
+      store.save(u);
+    },
+    compact: (i) => {
+      check();
+      store.compact(i);
+    },
+    close: () => {},
+  };
+}
+
+/** The store as one incarnation's state machine: writes from a crashed one are refused. */
+function fencedMachine(store: KvStore, dead: () => boolean): StateMachine<ApplyResult> {
+  const check = () => {
+    if (dead()) throw new Error("state machine write from a crashed incarnation");
+  };
+  return {
+    appliedIndex: () => store.appliedIndex(),
+    apply: (entries: readonly LogEntry[]) => {
+      check();
+      return store.apply(entries);
+    },
+    snapshot: () => store.snapshot(),
+    restore: async (snapshot: Snapshot) => {
+      check();
+      await store.restore(snapshot);
+    },
+  };
+}
+
+/**
+ * The log as one incarnation's services see it: the service's batcher and read barrier defer
+ * to a `setImmediate` (after the scheduler's next event), so a request accepted just before a
+ * crash would otherwise reach the dead node's log. A crashed process answers nothing.
+ */
+function fencedService(log: RaftNode<ApplyResult>, dead: () => boolean): ReplicatedLog<ApplyResult> {
+  return {
+    nodeId: log.nodeId,
+    start: () => log.start(),
+    propose: (command, options) => (dead() ? never() : log.propose(command, options)),
+    proposeBatch: (commands, options) => (dead() ? never() : log.proposeBatch(commands, options)),
+    read: (options) => (dead() ? never() : log.read(options)),
+    status: () => log.status(),
+    changeMembership: (change, options) => log.changeMembership(change, options),
+    transferLeadership: (id, options) => log.transferLeadership(id, options),
+    subscribe: (listener) => log.subscribe(listener),
+    close: () => log.close(),
+  };
+}
+
+/** A crash ends the incarnation's router and engine too (timers, watch streams, store listeners). */
+class ShardCluster extends SimCluster<SimShardNode> {
+  override crash(id: string): void {
+    const node = this.runtime(id);
+    super.crash(id);
+    node?.router.close();
+  }
+}
+
+/** The error a caller sees for a call that failed on the way: transient, as the engine expects. */
+function unavailable(why: string): EtcdError {
+  return new EtcdError(status.UNAVAILABLE, `sim rpc: ${why}`);
+}
+
+export function simShards(sim: Simulation, ids: readonly string[], options: SimShardsOptions): SimShards {
+  const shardCount = options.shards;
+  const rpcTimeoutMs = options.rpcTimeoutMs ?? 600;
+  const members = ids.map((id) => ({ id, address: id, learner: false }));
+  const durable = new Map<string, DurableShards>();
+  for (const id of ids) {
+    durable.set(id, {
+      shards: Array.from({ length: shardCount }, () => ({
+        log: new SqliteLogStore({ path: ":memory:", initialMembers: members }),
+        store: KvStore.open({ path: ":memory:" }),
+      })),
+    });
+  }
+  const rpcPrng = sim.prng.fork("rpc");
+  const calls = { sent: 0, lost: 0, duplicated: 0, refused: 0, timedOut: 0 };
+  const logger = (name: string): Logger => ({
+    debug: () => {},
+    info: () => {},
+    warn: () => {},
+    error: (obj: unknown, msg?: string) => sim.fail(new Error(`${name}: ${msg} ${JSON.stringify(obj)}`)),
+  });
+
+  let cluster: ShardCluster;
+
+  /** Maps what a service threw to what its gRPC handler would send (UNAVAILABLE for "not now"). */
+  const asWire = (node: SimShardNode, err: unknown): unknown =>
+    isEtcdError(err) ? err : node.router.services[0]!.toEtcdError(err);
+
+  const rpc = <T>(
+    from: Caller,
+    to: string,
+    fn: (node: SimShardNode) => Promise<T>,
+    timeoutMs = rpcTimeoutMs,
+  ): Promise<T> => {
+    const fromId = from === "client" ? "client" : from.id;
+    const callerDead = () => from !== "client" && from.dead();
+    if (callerDead()) return never();
+    if (from !== "client" && to === from.id) {
+      // A call to the node itself: no network, but a reply to a dead incarnation is never heard.
+      return fn(from).then(
+        (r) => (callerDead() ? never() : r),
+        (err: unknown) => (callerDead() ? never() : Promise.reject(asWire(from, err))),
+      );
+    }
+    calls.sent++;
+    const clock = from === "client" ? sim.clock : cluster.clockFor(from.id)!;
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const settle = (f: () => void) => {
+        if (settled || callerDead()) return;
+        settled = true;
+        timer.cancel();
+        f();
+      };
+      const timer = clock.schedule(timeoutMs, () => {
+        calls.timedOut++;
+        settle(() => reject(unavailable(`${fromId} -> ${to}: deadline exceeded`)));
+      });
+      const faults = sim.network.getFaults();
+      const delay = () => rpcPrng.int(faults.minDelayMs, faults.maxDelayMs);
+      const reachable = () =>
+        cluster.isUp(to) &&
+        cluster.runtime(to) !== undefined &&
+        (fromId === "client" || !sim.network.isBlocked(fromId, to));
+      if (!cluster.isUp(to)) {
+        // Connection refused: the caller learns it after one trip.
+        calls.refused++;
+        sim.scheduler.schedule(
+          delay(),
+          () => settle(() => reject(unavailable(`${to} is down`))),
+          "rpc-refused",
+        );
+        return;
+      }
+      const deliver = (duplicate: boolean) => {
+        if (!reachable() || rpcPrng.chance(faults.dropRate)) {
+          calls.lost++;
+          return;
+        }
+        const node = cluster.runtime(to)!;
+        const reply = (f: () => void) =>
+          sim.scheduler.schedule(
+            delay(),
+            () => {
+              // The reply is lost if the server died meanwhile, or the link is cut now.
+              if (duplicate || node.dead() || !reachable() || rpcPrng.chance(faults.dropRate)) {
+                if (!duplicate) calls.lost++;
+                return;
+              }
+              settle(f);
+            },
+            "rpc-reply",
+          );
+        fn(node).then(
+          (r) => reply(() => resolve(r)),
+          (err: unknown) => reply(() => reject(asWire(node, err))),
+        );
+      };
+      sim.scheduler.schedule(delay(), () => deliver(false), "rpc-request");
+      if (rpcPrng.chance(faults.duplicateRate)) {
+        calls.duplicated++;
+        sim.scheduler.schedule(delay(), () => deliver(true), "rpc-duplicate");
+      }
+    });
+  };
+
+  /**
+   * The engine's access for one node: prepare, decide and record go to the node that leads
+   * the shard as this node believes (itself included); the rest is this node's own view.
+   */
+  const accessFor = (self: () => SimShardNode, local: ShardTxnAccess, rafts: RaftNode<ApplyResult>[]) => {
+    const step = (
+      node: SimShardNode,
+      role: ProtocolStep["role"],
+      op: ProtocolStep["op"],
+      phase: ProtocolStep["phase"],
+      shard: number,
+    ) => {
+      if (!node.dead()) options.onStep?.({ node, role, op, phase, shard });
+    };
+    const toLeader = async <T>(
+      op: ProtocolStep["op"],
+      shard: number,
+      fn: (svc: KvService) => Promise<T>,
+    ): Promise<T> => {
+      const me = self();
+      step(me, "coordinator", op, "before", shard);
+      if (me.dead()) return never();
+      const leader = rafts[shard]!.status().leaderId;
+      if (leader === undefined) throw etcdErrors.noLeader();
+      const answer = await rpc(me, leader, async (node) => {
+        const r = await fn(node.router.services[shard]!);
+        step(node, "participant", op, "after", shard);
+        return r;
+      });
+      step(me, "coordinator", op, "after", shard);
+      return me.dead() ? never() : answer;
+    };
+    const access: ShardTxnAccess = {
+      map: local.map,
+      // `forwarded`: the leader's node does not forward again (as the ShardTxn gRPC service).
+      prepare: (shard, part) => toLeader("prepare", shard, (svc) => svc.prepareTxnPart(part, true)),
+      decide: (shard, decision) => toLeader("decide", shard, (svc) => svc.decideTxn(decision, true)),
+      record: (shard, txId) => toLeader("record", shard, (svc) => svc.txnRecord(txId)),
+      prepared: (shard) => local.prepared(shard),
+      leads: (shard) => local.leads(shard),
+      maxKnown: () => local.maxKnown(),
+    };
+    return access;
+  };
+
+  cluster = new ShardCluster(sim, ids, async (ctx: NodeContext) => {
+    const d = durable.get(ctx.id)!;
+    const clock = ctx.clock as NodeContext["clock"] & { isDead(): boolean };
+    const dead = () => clock.isDead();
+    const rafts = d.shards.map(
+      (shard, i) =>
+        new RaftNode<ApplyResult>({
+          id: ctx.id,
+          peers: [],
+          transport: ctx.transport,
+          clock: ctx.clock,
+          storage: fencedLog(shard.log, dead),
+          stateMachine: fencedMachine(shard.store, dead),
+          random: ctx.prng.fork(`raft/${i}`).random(),
+          tickMs: 10,
+          electionTicks: 10,
+          defaultTimeoutMs: 500,
+          logger: logger(`${ctx.id}/shard ${i}`),
+          channel: `raft-${i}`,
+        }),
+    );
+    await Promise.all(rafts.map((r) => r.start()));
+    const txPrng = ctx.prng.fork("txid");
+    const nodeIndex = ids.indexOf(ctx.id);
+    let txCount = 0;
+    let engine: ShardTxnEngine | undefined;
+    let node: SimShardNode | undefined;
+    const router = new ShardedKvService({
+      shards: d.shards.map((shard, i) => ({ log: fencedService(rafts[i]!, dead), store: shard.store })),
+      requestTimeoutMs: options.requestTimeoutMs ?? 500,
+      logger: logger(ctx.id),
+      clock: ctx.clock,
+      // The router's bump timer is a real setInterval (it takes no clock): keep it out of the
+      // simulation. Bumps serve only Ranges over several shards, which this harness's clients
+      // make as read-only Txns through the engine instead.
+      shardBumpIntervalMs: 1_000_000_000,
+      crossShardTxn: (local) => {
+        engine = new ShardTxnEngine(
+          accessFor(() => node!, local, rafts),
+          {
+            ...options.engine,
+            clock: ctx.clock,
+            logger: logger(`${ctx.id}/engine`),
+            random: ctx.prng.fork("engine").random(),
+            // Unique over nodes and incarnations (and readable in a trace): node, incarnation,
+            // counter, then seeded noise.
+            newTxId: () => {
+              const id = Buffer.alloc(16);
+              id.writeUInt16BE(nodeIndex, 0);
+              id.writeUInt16BE(ctx.incarnation, 2);
+              id.writeUInt32BE(++txCount, 4);
+              id.writeUInt32BE(txPrng.int(0, 2 ** 32 - 1), 8);
+              id.writeUInt32BE(txPrng.int(0, 2 ** 32 - 1), 12);
+              return id;
+            },
+          },
+        );
+        return engine;
+      },
+    });
+    node = { id: ctx.id, incarnation: ctx.incarnation, rafts, router, engine: engine!, dead };
+    // Crashed while starting: the cluster drops this runtime, so its crash() cannot close it.
+    if (dead()) router.close();
+    return node;
+  });
+
+  return {
+    cluster,
+    durable,
+    rpc,
+    calls,
+    shardLeader(shard) {
+      let best: [string, number] | undefined;
+      for (const [id, n] of cluster.runtimes()) {
+        const s = n.rafts[shard]!.status();
+        if (s.role === "leader" && (!best || s.term > best[1])) best = [id, s.term];
+      }
+      return best?.[0];
+    },
+    async close() {
+      for (const n of cluster.runtimes().values()) {
+        n.router.close();
+        for (const r of n.rafts) await r.close();
+      }
+      for (const d of durable.values()) {
+        for (const shard of d.shards) {
+          shard.store.close();
+          shard.log.close();
+        }
+      }
+    },
+  };
+}
