@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // Word count over a generated corpus (default 208 MB): the runner with 1, 2 and 4 worker
 // processes, the same job in one sequential process, and `tr -cs 'A-Za-z' '\n' | sort |
-// uniq -c` on the same files, in one run. Prints a table and one JSON line.
+// uniq -c` on the same files, in one run. Prints a table (medians) and one JSON line.
 //
 //   node packages/mapreduce/bench/mapreduce-bench.mjs [--mb 208] [--files 16] [--reduces 8]
-//        [--workers 1,2,4] [--seed 1] [--repeat 3] [--no-shell]
+//        [--workers 1,2,4] [--seed 1] [--repeat 5] [--no-shell]
 //
 // Needs the package built (dist/). The corpus lives in a temp dir removed at the end.
 import { execFileSync, spawnSync } from "node:child_process";
@@ -31,7 +31,7 @@ const { values } = parseArgs({
     reduces: { type: "string", default: "8" },
     workers: { type: "string", default: "1,2,4" },
     seed: { type: "string", default: "1" },
-    repeat: { type: "string", default: "3" },
+    repeat: { type: "string", default: "5" },
     "no-shell": { type: "boolean", default: false },
   },
 });
@@ -40,8 +40,8 @@ const fileCount = Number(values.files);
 const reduces = Number(values.reduces);
 const workerCounts = values.workers.split(",").map(Number);
 const seed = Number(values.seed);
-// Each configuration runs `repeat` times and the best time counts: on a shared machine the
-// slowest runs measure the neighbours, not the runner.
+// Each configuration runs `repeat` times, in interleaved rounds; the table shows the median
+// (and the best: on a shared machine the slowest runs measure the neighbours, not the runner).
 const repeat = Math.max(1, Number(values.repeat));
 
 function mulberry32(s) {
@@ -176,13 +176,24 @@ try {
   };
 
   // Each configuration is one closure returning extra row fields; rounds interleave them, so
-  // a burst of load from a neighbour hits every configuration alike, and the best time counts.
+  // a burst of load from a neighbour hits every configuration alike.
   const configs = workerCounts.map((workers) => ({
     name: `runner, ${workers} worker${workers > 1 ? "s" : ""}`,
     run: async () => {
       const out = join(root, `out-${workers}`);
       rmSync(out, { recursive: true, force: true });
+      const startedAt = Date.now();
       const result = await runLocalJob({ job: "wordcount", inputs: files, reduces, outDir: out, workers });
+      const endedAt = Date.now();
+      // Where the wall time went: worker start-up, the map phase, the reduce phase, shutdown.
+      const runs = result.taskRuns.filter((x) => x.accepted);
+      const at = (kind, pick, field) => pick(...runs.filter((x) => x.kind === kind).map((x) => x[field]));
+      const phases = {
+        startMs: at("map", Math.min, "startedAtMs") - startedAt,
+        mapMs: at("map", Math.max, "endedAtMs") - at("map", Math.min, "startedAtMs"),
+        reduceMs: at("reduce", Math.max, "endedAtMs") - at("map", Math.max, "endedAtMs"),
+        endMs: endedAt - at("reduce", Math.max, "endedAtMs"),
+      };
       if (process.env.BENCH_DEBUG) {
         const base = Math.min(...result.taskRuns.map((x) => x.startedAtMs));
         for (const x of result.taskRuns) {
@@ -193,7 +204,7 @@ try {
       }
       const digest = outputDigest(out);
       rmSync(out, { recursive: true, force: true });
-      return { workers, maps: result.maps, reduces: result.reduces, digest };
+      return { workers, maps: result.maps, reduces: result.reduces, digest, phases };
     },
   }));
   configs.push({
@@ -218,20 +229,38 @@ try {
       },
     });
   }
-  const best = new Map();
+  const samples = new Map(configs.map((c) => [c.name, []]));
+  const extras = new Map();
   for (let round = 1; round <= repeat; round++) {
     for (const config of configs) {
       const start = performance.now();
       const extra = await config.run();
       const seconds = (performance.now() - start) / 1000;
-      process.stderr.write(`  round ${round}: ${config.name}: ${seconds.toFixed(2)} s\n`);
-      const prev = best.get(config.name);
-      if (prev === undefined || seconds < prev.seconds) best.set(config.name, { seconds, extra });
+      const p = extra.phases;
+      const split = p ? `: start ${p.startMs}, map ${p.mapMs}, reduce ${p.reduceMs}, end ${p.endMs} ms` : "";
+      process.stderr.write(
+        `  round ${round}: ${config.name}: ${seconds.toFixed(2)} s${split} (load ${loadavg()[0].toFixed(2)})\n`,
+      );
+      samples.get(config.name).push(seconds);
+      extras.set(config.name, extra);
     }
   }
+  const median = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const mid = s.length >> 1;
+    return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+  };
   for (const config of configs) {
-    const { seconds, extra } = best.get(config.name);
-    rows.push({ name: config.name, seconds, mbPerSec: mb / seconds, ...extra });
+    const all = samples.get(config.name);
+    const seconds = median(all);
+    rows.push({
+      name: config.name,
+      seconds,
+      best: Math.min(...all),
+      samples: all,
+      mbPerSec: mb / seconds,
+      ...extras.get(config.name),
+    });
   }
 
   const by = (name) => rows.find((r) => r.name.startsWith(name));
@@ -247,14 +276,15 @@ try {
   console.log(
     `\nword count over ${mb.toFixed(1)} MB (${files.length} files), ${cpus().length} cores, R=${reduces}, load average ${loadAtStart} at start, ${load} at end`,
   );
+  console.log(`median of ${repeat} interleaved rounds; speedups compare medians`);
   console.log(
-    `${pad("run", 34)}${lpad("seconds", 9)}${lpad("MB/s", 9)}${lpad("vs 1 worker", 13)}${lpad("vs shell", 10)}`,
+    `${pad("run", 34)}${lpad("median s", 10)}${lpad("best s", 8)}${lpad("MB/s", 9)}${lpad("vs 1 worker", 13)}${lpad("vs shell", 10)}`,
   );
   for (const r of rows) {
     const vsOne = one ? (one.seconds / r.seconds).toFixed(2) + "x" : "-";
     const vsShell = sh ? (sh.seconds / r.seconds).toFixed(2) + "x" : "-";
     console.log(
-      `${pad(r.name, 34)}${lpad(r.seconds.toFixed(2), 9)}${lpad(r.mbPerSec.toFixed(1), 9)}${lpad(vsOne, 13)}${lpad(vsShell, 10)}`,
+      `${pad(r.name, 34)}${lpad(r.seconds.toFixed(2), 10)}${lpad(r.best.toFixed(2), 8)}${lpad(r.mbPerSec.toFixed(1), 9)}${lpad(vsOne, 13)}${lpad(vsShell, 10)}`,
     );
   }
   console.log(`outputs agree (keys, total words) across runner and sequential: ${consistent ? "yes" : "NO"}`);
@@ -268,10 +298,13 @@ try {
       reduces,
       seed,
       repeat,
-      runs: rows.map(({ name, seconds, mbPerSec, workers }) => ({
+      loadAverageAtEnd: Number(load),
+      runs: rows.map(({ name, seconds, best, samples, mbPerSec, workers }) => ({
         name,
         workers,
         seconds: Number(seconds.toFixed(3)),
+        best: Number(best.toFixed(3)),
+        samples: samples.map((x) => Number(x.toFixed(3))),
         mbPerSec: Number(mbPerSec.toFixed(1)),
       })),
       speedup2v1:

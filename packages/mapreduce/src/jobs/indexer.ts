@@ -1,11 +1,10 @@
 import type { KeyValue } from "../job.js";
-
-const word = /\p{L}+/gu;
+import { forEachWord } from "./words.js";
 
 /** Inverted index: each word to the sorted list of files that contain it. */
 export function map(fileName: string, contents: string): KeyValue[] {
   const seen = new Set<string>();
-  for (const m of contents.matchAll(word)) seen.add(m[0]);
+  forEachWord(contents, (w) => seen.add(w));
   return [...seen].map((w) => [w, fileName] as const);
 }
 

@@ -1,7 +1,5 @@
 import type { KeyValue } from "../job.js";
-
-/** A word is a maximal run of Unicode letters; case is kept. */
-const word = /\p{L}+/gu;
+import { forEachWord } from "./words.js";
 
 /**
  * Counts inside the map task (an in-mapper combiner) rather than emitting ("w", "1") per
@@ -9,10 +7,7 @@ const word = /\p{L}+/gu;
  */
 export function map(_fileName: string, contents: string): KeyValue[] {
   const counts = new Map<string, number>();
-  for (const m of contents.matchAll(word)) {
-    const w = m[0];
-    counts.set(w, (counts.get(w) ?? 0) + 1);
-  }
+  forEachWord(contents, (w) => counts.set(w, (counts.get(w) ?? 0) + 1));
   const out: KeyValue[] = [];
   for (const [w, n] of counts) out.push([w, String(n)]);
   return out;
