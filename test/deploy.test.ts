@@ -107,6 +107,22 @@ describe("deploy/systemd", () => {
     expect(service.has("MemoryDenyWriteExecute")).toBe(false);
   });
 
+  it("exits with code 2, which the unit does not restart, on a configuration error", () => {
+    const dir = mkdtempSync(join(tmpdir(), "quorum-deploy-exit2-"));
+    try {
+      const env = new Map(envFiles[0]!.env);
+      env.set("QUORUM_CONSENSUS", "rafts"); // a typo in the env file
+      const words = expandExecStart(execStart, env).map((word) =>
+        word.replace(/^\/var\/lib\/quorum$/, dir).replace(/^\/opt\/quorum\/dist\/cli\.js$/, cli),
+      );
+      const run = spawnSync(process.execPath, words.slice(1), { encoding: "utf8", timeout: 10_000 });
+      expect(run.stderr).toMatch(/--consensus: "rafts" is not one of raft, paxos/);
+      expect(run.status).toBe(Number(service.get("RestartPreventExitStatus")![0]));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   describe("a cluster started from quorum.service and n1..n3.env", () => {
     let dir: string;
     const nodes: { name: string; proc: ChildProcess; log: string[]; exit: Promise<number | null> }[] = [];
