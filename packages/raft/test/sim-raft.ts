@@ -17,6 +17,12 @@ export interface SimRaftOptions {
    * at every restart), instead of a MemoryStorage that survives crashes whole.
    */
   readonly disk?: boolean;
+  /**
+   * With `disk`: syncs take this many ms of the node's virtual time and run off its path
+   * (SimDiskLogStore's `asyncSync`, as a writer thread would), so a leader's appends reach
+   * followers while its own write is still unsynced (§10.2.1).
+   */
+  readonly syncDelayMs?: (ctx: NodeContext) => number;
   /** With `disk`: wraps the incarnation's store (e.g. to plant a late-sync bug). */
   readonly wrapStore?: (store: SimDiskLogStore, ctx: NodeContext) => LogStore;
   /**
@@ -69,7 +75,7 @@ export function fenced(store: LogStore, dead: () => boolean): LogStore {
     configEntries: () => store.configEntries(),
     save: (u) => {
       check();
-      store.save(u);
+      return store.save(u);
     },
     compact: (i) => {
       check();
@@ -117,8 +123,10 @@ export function simRaft(
     }
     if (options.disk) {
       // Only what was synced survived the last crash (SimDisk): reopen the log from it.
+      const delay = options.syncDelayMs;
       const store = new SimDiskLogStore(ctx.disk.file(LOG_FILE), {
         ...(initial.includes(ctx.id) ? { initialMembers: bootstrap } : {}),
+        ...(delay ? { asyncSync: { clock: ctx.clock, syncDelayMs: () => delay(ctx) } } : {}),
       });
       d.storage = options.wrapStore ? options.wrapStore(store, ctx) : store;
     }

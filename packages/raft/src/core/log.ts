@@ -149,6 +149,11 @@ export class RaftLog {
     this.offset = snapshot.index + 1;
   }
 
+  /** The last index the host has persisted (or that a pending snapshot covers). */
+  stableIndex(): number {
+    return this.offset - 1;
+  }
+
   unstableEntries(): readonly Entry[] {
     return this.unstable;
   }

@@ -52,7 +52,10 @@ export interface RaftConfig {
   readonly maxCommittedBytesPerReady?: number;
 }
 
-/** What the host must do, in this order: persist, then send, then apply; then `advance(ready)`. */
+/**
+ * What the host must do, in this order: send `earlyMessages` (optional: they may also go with
+ * the rest), persist, then send `messages`, then apply; then `advance(ready)`.
+ */
 export interface Ready {
   /** Changed leader or role (not persisted). */
   readonly softState: SoftState | undefined;
@@ -64,6 +67,13 @@ export interface Ready {
   readonly entries: readonly Entry[];
   /** To send once the above is durable. */
   readonly messages: readonly Message[];
+  /**
+   * A leader's replication messages (append, heartbeat, snapshot, timeoutNow) of a term that
+   * is already durable: the host may send them before persisting this Ready, so followers
+   * write in parallel with the leader (§10.2.1 of the dissertation). The leader counts its
+   * own entries toward commitment only once `advance` says they are persisted.
+   */
+  readonly earlyMessages: readonly Message[];
   /** Committed entries to apply, in order (they may be among `entries`: persist first). */
   readonly committedEntries: readonly Entry[];
   /** ReadIndex answers: serve each read once the state machine has applied its index. */
@@ -104,6 +114,8 @@ export interface RaftStatus {
 }
 
 type CampaignType = "preElection" | "election" | "transfer";
+/** A leader's messages that depend on nothing but its (durable) term: see `Ready.earlyMessages`. */
+const EARLY_TYPES: ReadonlySet<Message["type"]> = new Set(["append", "heartbeat", "snapshot", "timeoutNow"]);
 const CAMPAIGN_TRANSFER = "transfer";
 
 interface ReadRequest {
@@ -267,7 +279,8 @@ export class Raft {
     const last = this.log.lastIndex();
     for (const m of this.members()) {
       const pr = new Progress(last + 1, this.maxInflight, this.maxInflightBytes);
-      if (m.id === this.id) pr.matchIndex = last;
+      // Its own log counts only as far as it is durable (§10.2.1).
+      if (m.id === this.id) pr.matchIndex = this.log.stableIndex();
       this.progress.set(m.id, pr);
     }
     this.readRequests.clear();
@@ -680,9 +693,8 @@ export class Raft {
       data: e.data,
     }));
     this.appendToLog(full);
-    this.progress.get(this.id)?.maybeUpdate(this.log.lastIndex());
-    // A single voter commits at once.
-    this.maybeCommit();
+    // The leader's own copy counts toward a quorum once the host has persisted it (`advance`),
+    // not now: the followers may get these entries before the leader's write is durable.
     return { index: last + 1, term: this.term };
   }
 
@@ -971,18 +983,46 @@ export class Raft {
     const p = this.prevHardState;
     const hardChanged = hs.term !== p.term || hs.vote !== p.vote || hs.commit !== p.commit;
     const softChanged = this.leader !== this.prevSoftState.leader || this.role !== this.prevSoftState.role;
+    const early: Message[] = [];
+    const late: Message[] = [];
+    for (const m of this.msgs) (this.sendableEarly(m) ? early : late).push(m);
     const rd: Ready = {
       softState: softChanged ? { leader: this.leader, role: this.role } : undefined,
       hardState: hardChanged ? hs : undefined,
       snapshot: this.log.pendingSnapshot(),
       entries: [...this.log.unstableEntries()],
-      messages: this.msgs,
+      messages: late,
+      earlyMessages: early,
       committedEntries: this.log.nextCommitted(this.maxCommittedBytesPerReady),
       readStates: this.readStates,
     };
     this.msgs = [];
     this.readStates = [];
     return rd;
+  }
+
+  /**
+   * Only a leader's replication messages of a term already durable may go out before the
+   * write they come with: a leader that crashed before persisting its term could restart
+   * below it and vote again in it. (`prevHardState` is the last one the host persisted.)
+   */
+  private sendableEarly(m: Message): boolean {
+    return this.role === "leader" && EARLY_TYPES.has(m.type) && m.term === this.prevHardState.term;
+  }
+
+  /**
+   * While the host is still persisting a Ready: takes the messages that may leave before
+   * their entries are durable (see `Ready.earlyMessages`), such as appends of entries
+   * proposed meanwhile or the next appends to a follower that acknowledged. The rest waits
+   * for the next Ready.
+   */
+  takeEarlyMessages(): Message[] {
+    if (this.role !== "leader" || this.msgs.length === 0) return [];
+    const early: Message[] = [];
+    const rest: Message[] = [];
+    for (const m of this.msgs) (this.sendableEarly(m) ? early : rest).push(m);
+    this.msgs = rest;
+    return early;
   }
 
   /** The host persisted, sent and applied `ready`. */
@@ -997,6 +1037,13 @@ export class Raft {
     }
     const applied = rd.committedEntries.at(-1);
     if (applied) this.log.appliedTo(applied.index);
+    // §10.2.1: the leader's entries now durable count toward the quorum.
+    if (this.role === "leader" && last) {
+      const self = this.progress.get(this.id);
+      if (self?.maybeUpdate(this.log.stableIndex()) && this.maybeCommit() && this.role === "leader") {
+        this.broadcastAppend();
+      }
+    }
   }
 
   status(): RaftStatus {

@@ -39,8 +39,18 @@ export interface LogUpdate {
 
 /** A Storage the host can write: the in-memory and SQLite logs pass the same tests. */
 export interface LogStore extends Storage {
-  /** Makes `update` durable, atomically, before returning. */
-  save(update: LogUpdate): void;
+  /**
+   * Makes `update` durable, atomically: before returning, or, when it returns a promise, once
+   * that resolves (a store that syncs off the event loop). Reads see the update at once either
+   * way. The host awaits one save before starting the next.
+   */
+  save(update: LogUpdate): void | Promise<void>;
+  /**
+   * True when `save` blocks the thread for its fsync: the host then lets the messages it may
+   * send before persisting (a leader's appends, §10.2.1) leave first, so that the followers'
+   * writes overlap its own.
+   */
+  readonly blocksOnSync?: boolean;
   /**
    * Discards entries up to and including `index` (which must be present and applied),
    * recording the snapshot metadata there (its term and configuration).

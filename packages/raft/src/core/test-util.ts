@@ -50,5 +50,5 @@ export function drain(r: Raft, storage?: MemoryStorage): Message[] {
   const rd = r.ready();
   storage?.save({ hardState: rd.hardState, snapshot: rd.snapshot, entries: rd.entries });
   r.advance(rd);
-  return [...rd.messages];
+  return [...rd.earlyMessages, ...rd.messages];
 }

@@ -168,6 +168,8 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
   private unsubscribeEvents: (() => void) | undefined;
 
   private processing = false;
+  /** A Ready's save is in flight (a store that syncs off the event loop). */
+  private persisting = false;
   private kickScheduled = false;
   private proposalQueue: QueuedProposal[] = [];
   private readonly pending = new Map<number, PendingProposal>();
@@ -472,7 +474,11 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
   }
 
   private async run(): Promise<void> {
-    if (this.processing || this.closed || !this.raft) return;
+    if (this.closed || !this.raft) return;
+    if (this.processing) {
+      if (this.persisting) this.sendEarly();
+      return;
+    }
     this.processing = true;
     try {
       this.flushProposals();
@@ -485,6 +491,17 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
     } finally {
       this.processing = false;
     }
+  }
+
+  /**
+   * While a save is in flight: proposals join the log now and a leader's appends (of them, or
+   * the next ones to a follower that acknowledged) leave at once; everything else, and the
+   * persisting of these entries, waits for the next Ready.
+   */
+  private sendEarly(): void {
+    this.flushProposals();
+    const early = this.raft!.takeEarlyMessages();
+    if (early.length > 0) this.sendMessages(early);
   }
 
   private flushProposals(): void {
@@ -513,8 +530,27 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
     if (rd.snapshot) await this.installSnapshot(rd.snapshot);
     // An entry replacing one this node proposed: that proposal will never commit.
     for (const e of rd.entries) this.dropPending(e.index, e.term);
-    // Persist before anything that depends on it is sent or applied (Figure 2).
-    storage.save({ hardState: rd.hardState, snapshot: rd.snapshot, entries: rd.entries });
+    // A leader's appends may leave before its own write (§10.2.1): the followers' fsyncs run in
+    // parallel with the leader's, which the core counts toward a quorum only after `advance`.
+    if (rd.earlyMessages.length > 0) {
+      this.sendMessages(rd.earlyMessages);
+      // A store that blocks for its fsync would hold them in the transport's queue until it
+      // is done (the transport flushes on the next turn of the event loop): let them go first.
+      if (storage.blocksOnSync && rd.entries.length > 0) await new Promise((r) => setImmediate(r));
+    }
+    // Persist before anything that depends on it is sent or applied (Figure 2): votes and
+    // append acknowledgements, the application of entries, a leader counting its own copy.
+    const saving = storage.save({ hardState: rd.hardState, snapshot: rd.snapshot, entries: rd.entries });
+    if (saving) {
+      this.persisting = true;
+      try {
+        this.sendEarly();
+        await saving;
+      } finally {
+        this.persisting = false;
+      }
+    }
+    if (this.closed) return;
     this.sendMessages(rd.messages);
     if (rd.committedEntries.length > 0) this.applyEntries(rd.committedEntries);
     for (const rs of rd.readStates) {

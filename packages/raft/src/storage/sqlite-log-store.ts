@@ -38,6 +38,8 @@ export interface SqliteLogStoreOptions {
  */
 export class SqliteLogStore implements LogStore {
   readonly db: Database.Database;
+  /** `save` runs its transaction and fsync on the calling thread. */
+  readonly blocksOnSync = true;
   private hs: HardState = EMPTY_HARD_STATE;
   private snap: SnapshotMeta = EMPTY_SNAPSHOT;
   private last = 0;

@@ -185,7 +185,12 @@ export class CoreCluster {
   processReady(n: CoreNode, snapshotSource?: CoreNode): void {
     while (n.raft.hasReady()) {
       const rd: Ready = n.raft.ready();
-      n.storage.save({ hardState: rd.hardState, snapshot: rd.snapshot, entries: rd.entries });
+      // A leader's replication messages may leave before its own write (§10.2.1).
+      for (const m of rd.earlyMessages) {
+        this.sent.push(m);
+        this.queue.push(m);
+      }
+      void n.storage.save({ hardState: rd.hardState, snapshot: rd.snapshot, entries: rd.entries });
       if (rd.snapshot) {
         const source =
           snapshotSource ??

@@ -18,6 +18,15 @@ export interface DiskFile {
 export interface SimDiskLogStoreOptions {
   /** When the file is empty: bootstrap the log with this configuration (durably). */
   readonly initialMembers?: readonly RaftMember[];
+  /**
+   * Sync off the caller's path, as a store with a writer thread does: `save` writes at once
+   * and returns a promise that resolves once the write is synced, `syncDelayMs()` later on
+   * `clock` (the node's: a crash in between cancels the sync, and the write is lost).
+   */
+  readonly asyncSync?: {
+    readonly clock: { schedule(ms: number, fn: () => void): unknown };
+    readonly syncDelayMs: () => number;
+  };
 }
 
 type EncodedEntry = [index: number, term: number, type: EntryType, data: string];
@@ -92,10 +101,13 @@ export class SimDiskLogStore implements LogStore {
   /** Whole records replayed at open. */
   readonly recovered: number;
 
+  private readonly asyncSync: SimDiskLogStoreOptions["asyncSync"];
+
   constructor(
     private readonly file: DiskFile,
     options: SimDiskLogStoreOptions = {},
   ) {
+    this.asyncSync = options.asyncSync;
     const bytes = file.read();
     let at = 0;
     let count = 0;
@@ -117,7 +129,8 @@ export class SimDiskLogStore implements LogStore {
       file.sync();
     }
     if (count === 0 && options.initialMembers) {
-      this.save({ snapshot: { index: 0, term: 0, members: options.initialMembers } });
+      this.write({ snapshot: { index: 0, term: 0, members: options.initialMembers } });
+      this.sync();
     }
   }
 
@@ -166,10 +179,20 @@ export class SimDiskLogStore implements LogStore {
 
   // ---- writes ----
 
-  /** Durable on return: `write` then `sync`. */
-  save(update: LogUpdate): void {
+  /** Durable on return (`write` then `sync`), or with `asyncSync` once the promise resolves. */
+  save(update: LogUpdate): void | Promise<void> {
     this.write(update);
-    this.sync();
+    const later = this.asyncSync;
+    if (!later) {
+      this.sync();
+      return;
+    }
+    return new Promise<void>((resolve) => {
+      later.clock.schedule(later.syncDelayMs(), () => {
+        this.sync();
+        resolve();
+      });
+    });
   }
 
   /**
