@@ -230,12 +230,26 @@ describe("etcdctl against three quorum node --shards 3 processes", () => {
     expect(again.stderr).toContain("requested lease not found");
   });
 
-  it("a Txn over several shards fails UNIMPLEMENTED, naming the shards", async () => {
-    const r = await at(names[0]!, ["txn"], 'mod("0a") = "0"\n\nput Kt 1\nput kt 2\n\n\n');
-    expect(r.stderr).toContain("code = Unimplemented");
-    expect(r.stderr).toContain("shards 0, 1, 2 of 3");
+  it("runs a Txn over several shards atomically through any node (two-phase commit)", async () => {
+    const r = await at(names[0]!, ["txn"], 'mod("0x1") = "0"\n\nput Kt 1\nput kt 2\nput 0x1 3\n\n\n');
+    expect(r.stdout).toBe("SUCCESS\n\nOK\n\nOK\n\nOK\n");
+    // Its writes share one revision in all three shards, seen through another node.
+    const revisions = new Set<number>();
+    for (const key of ["Kt", "kt", "0x1"]) {
+      const got = await at(names[2]!, ["get", key, "-w", "json"]);
+      const json = JSON.parse(got.stdout) as { kvs: { mod_revision: number }[] };
+      revisions.add(json.kvs[0]!.mod_revision);
+    }
+    expect(revisions.size).toBe(1);
+    // A compare that fails in one shard runs the failure branch everywhere.
+    const failed = await at(names[1]!, ["txn"], 'value("Kt") = "9"\n\nput kt 7\n\nput 0x1 4\n\n');
+    expect(failed.stdout).toBe("FAILURE\n\nOK\n");
+    expect((await at(names[0]!, ["get", "kt", "--print-value-only"])).stdout).toBe("2\n");
+    expect((await at(names[0]!, ["get", "0x1", "--print-value-only"])).stdout).toBe("4\n");
     const single = await at(names[1]!, ["txn"], 'mod("kx") = "0"\n\nput kt 1\nput ku 2\n\n\n');
     expect(single.stdout).toBe("SUCCESS\n\nOK\n\nOK\n");
+    live.set("Kt", "1");
+    live.set("0x1", "4");
     live.set("kt", "1");
     live.set("ku", "2");
   });
