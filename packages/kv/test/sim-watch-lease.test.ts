@@ -6,10 +6,17 @@ import {
   LeaseGrantRequest,
   LeaseKeepAliveRequest,
   PutRequest,
-  WatchRequest,
-  type WatchResponse,
 } from "../src/gen/etcdserverpb/rpc.js";
 import { Event_EventType } from "../src/gen/mvccpb/kv.js";
+import {
+  currentLeader,
+  leaderKiller,
+  onLeader,
+  ResumingWatcher,
+  seen,
+  sleep,
+  within,
+} from "./helpers/sim-clients.js";
 import { type SimKv, type SimKvNode, simKv } from "./helpers/sim-kv.js";
 
 /**
@@ -35,91 +42,6 @@ import { type SimKv, type SimKvNode, simKv } from "./helpers/sim-kv.js";
  */
 
 const ids = ["n1", "n2", "n3"];
-
-function sleep(ctx: ScenarioContext, ms: number): Promise<void> {
-  return new Promise((resolve) => ctx.sim.clock.schedule(ms, resolve));
-}
-
-/** Resolves with the call's outcome, or `undefined` when the node never answers within `ms`. */
-async function within<T>(
-  ctx: ScenarioContext,
-  ms: number,
-  p: Promise<T>,
-): Promise<{ value: T } | { error: unknown } | undefined> {
-  return Promise.race([
-    p.then(
-      (value) => ({ value }),
-      (error: unknown) => ({ error }),
-    ),
-    sleep(ctx, ms).then(() => undefined),
-  ]);
-}
-
-/**
- * Crashes the current leader every `everyMs` (when every node is up) and restarts it after
- * `downMs`, so the run sees leader changes by crash. Returns how many leaders it crashed.
- */
-function leaderKiller(
-  ctx: ScenarioContext,
-  kv: SimKv,
-  prng: Prng,
-  everyMs: [number, number],
-  downMs: [number, number],
-  stop: () => boolean,
-  log: string[],
-): { crashes: () => number; done: Promise<void> } {
-  let crashes = 0;
-  const done = (async () => {
-    while (!stop()) {
-      await sleep(ctx, prng.int(...everyMs));
-      if (stop()) break;
-      const leader = kv.leader();
-      if (!leader || kv.cluster.down().length > 0) continue;
-      log.push(`${ctx.sim.now()} crash leader ${leader}`);
-      kv.cluster.crash(leader);
-      crashes++;
-      await sleep(ctx, prng.int(...downMs));
-      if (!kv.cluster.isUp(leader)) {
-        log.push(`${ctx.sim.now()} restart ${leader}`);
-        await kv.cluster.restart(leader);
-      }
-    }
-  })();
-  return { crashes: () => crashes, done };
-}
-
-function currentLeader(kv: SimKv): SimKvNode | undefined {
-  const id = kv.leader();
-  return id ? kv.cluster.runtime(id) : undefined;
-}
-
-/**
- * Calls `fn` on the current leader (or the node `pick` gives) until it succeeds, fails for
- * good, or `deadlineMs` passes.
- */
-async function onLeader<T>(
-  ctx: ScenarioContext,
-  kv: SimKv,
-  fn: (node: SimKvNode) => Promise<T>,
-  deadlineMs: number,
-  accept: (err: unknown) => T | undefined = () => undefined,
-  pick: () => SimKvNode | undefined = () => currentLeader(kv),
-): Promise<T | undefined> {
-  const deadline = ctx.sim.now() + deadlineMs;
-  while (ctx.sim.now() < deadline) {
-    const node = pick();
-    if (node) {
-      const r = await within(ctx, Math.min(500, deadline - ctx.sim.now()), fn(node));
-      if (r && "value" in r) return r.value;
-      if (r && "error" in r) {
-        const settled = accept(r.error);
-        if (settled !== undefined) return settled;
-      }
-    }
-    await sleep(ctx, 20);
-  }
-  return undefined;
-}
 
 // ---- lease ---------------------------------------------------------------------------------
 
@@ -323,100 +245,6 @@ async function leaseScenario(ctx: ScenarioContext, options: { partitions: boolea
 const PREFIX = Buffer.from("w/");
 const WATCH_KEYS = ["w/a", "w/b", "w/c", "x/outside", "w/d"];
 
-interface Seen {
-  readonly revision: number;
-  readonly type: Event_EventType;
-  readonly key: string;
-  readonly value: string;
-}
-
-/** A watch client that resumes from its last revision on another node when its node dies. */
-class ResumingWatcher {
-  readonly received: Seen[] = [];
-  resumes = 0;
-  private lastRev = 0;
-  private nodeId: string | undefined;
-  private node: SimKvNode | undefined;
-  private stream: ReturnType<SimKvNode["service"]["watchHub"]["open"]> | undefined;
-  readonly problems: string[] = [];
-
-  constructor(
-    private readonly ctx: ScenarioContext,
-    private readonly kv: SimKv,
-    private readonly prng: Prng,
-  ) {}
-
-  get revision(): number {
-    return this.lastRev;
-  }
-
-  private onResponse(r: WatchResponse): void {
-    if (r.canceled) this.problems.push(`t=${this.ctx.sim.now()} watch canceled: ${r.cancelReason}`);
-    for (const e of r.events) {
-      const revision = Number(e.kv?.modRevision ?? 0n);
-      if (revision <= this.lastRev) {
-        this.problems.push(
-          `t=${this.ctx.sim.now()} on ${this.nodeId}: revision ${revision} after ${this.lastRev} (duplicate or out of order)`,
-        );
-        continue;
-      }
-      this.lastRev = revision;
-      this.received.push({
-        revision,
-        type: e.type,
-        key: e.kv?.key.toString() ?? "",
-        value: e.kv?.value.toString() ?? "",
-      });
-    }
-  }
-
-  /** Opens the watch on a live node, from the revision after the last one received. */
-  private connect(avoid?: string): void {
-    this.stream?.close();
-    this.stream = undefined;
-    const up = [...this.kv.cluster.runtimes().entries()];
-    const others = up.filter(([id]) => id !== avoid);
-    const candidates = others.length > 0 ? others : up;
-    if (candidates.length === 0) {
-      this.nodeId = undefined;
-      return;
-    }
-    const [id, node] = this.prng.pick(candidates);
-    this.nodeId = id;
-    this.node = node;
-    this.stream = node.service.watchHub.open({
-      write: (r) => {
-        this.onResponse(r);
-        return true;
-      },
-    });
-    this.stream.handle(
-      WatchRequest.fromPartial({
-        createRequest: { key: PREFIX, rangeEnd: prefixEnd(PREFIX), startRevision: BigInt(this.lastRev + 1) },
-      }),
-    );
-  }
-
-  async loop(stop: () => boolean): Promise<void> {
-    this.connect();
-    let switchAt = this.ctx.sim.now() + this.prng.int(300, 1500);
-    while (!stop()) {
-      await sleep(this.ctx, 20);
-      // The connection drops when the node dies (its service was closed with it).
-      const gone = !this.nodeId || this.kv.cluster.runtime(this.nodeId) !== this.node;
-      if (gone || this.ctx.sim.now() >= switchAt) {
-        if (this.nodeId) this.resumes++;
-        this.connect(gone ? undefined : this.nodeId);
-        switchAt = this.ctx.sim.now() + this.prng.int(300, 1500);
-      }
-    }
-  }
-
-  close(): void {
-    this.stream?.close();
-  }
-}
-
 async function writer(ctx: ScenarioContext, kv: SimKv, prng: Prng, name: string, stop: () => boolean) {
   let n = 0;
   while (!stop()) {
@@ -449,7 +277,10 @@ async function watchScenario(ctx: ScenarioContext): Promise<void> {
     await sim.eventually("a leader", () => kv.leader() !== undefined, 5_000);
     let stop = false;
     let stopWatching = false;
-    const watcher = new ResumingWatcher(ctx, kv, sim.prng.fork("watcher"));
+    const watcher = new ResumingWatcher(ctx, kv, sim.prng.fork("watcher"), {
+      key: PREFIX,
+      rangeEnd: prefixEnd(PREFIX),
+    });
     const killer = leaderKiller(ctx, kv, sim.prng.fork("killer"), [600, 1500], [100, 700], () => stop, log);
     const nemesis = kv.cluster.startNemesis({ crash: false, intervalMs: [200, 800] });
     const running = [
@@ -475,18 +306,12 @@ async function watchScenario(ctx: ScenarioContext): Promise<void> {
       10_000,
     );
     const store = kv.durable.get(ids[0]!)!.store;
-    const committed = store
-      .changesBetween(1, store.revision(), { range: keyRange(PREFIX, prefixEnd(PREFIX)), prevKv: false })
-      .flatMap((c) =>
-        c.events.map(
-          (e): Seen => ({
-            revision: c.revision,
-            type: e.type,
-            key: e.kv?.key.toString() ?? "",
-            value: e.kv?.value.toString() ?? "",
-          }),
-        ),
-      );
+    const committed = seen(
+      store.changesBetween(1, store.revision(), {
+        range: keyRange(PREFIX, prefixEnd(PREFIX)),
+        prevKv: false,
+      }),
+    );
     const last = committed.at(-1)?.revision ?? 0;
     await sim.eventually(
       "the watcher reaches the last committed revision",

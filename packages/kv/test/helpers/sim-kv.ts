@@ -66,6 +66,12 @@ export interface SimKvOptions {
    * simulated transport, each with its own log and store, behind a ShardedKvService.
    */
   readonly shards?: number;
+  /**
+   * With `shards` > 1: every this many virtual ms, each node's router raises idle shards it
+   * leads to its highest known revision (what its own 20 ms real-time timer does outside the
+   * simulator), so that merged multi-shard watches and reads make progress. Off by default.
+   */
+  readonly shardBumpMs?: number;
 }
 
 /** A LogStore that a crashed incarnation can no longer write. */
@@ -223,6 +229,14 @@ export function simKv(sim: Simulation, ids: readonly string[], options: SimKvOpt
       // simulation. Bumps only serve reads over several shards, which these tests do not make.
       shardBumpIntervalMs: 1_000_000_000,
     });
+    if (options.shardBumpMs !== undefined) {
+      // The router's bump is private and its timer real: call it on this incarnation's clock.
+      const bump = () => {
+        (router as unknown as { bump(): void }).bump();
+        ctx.clock.schedule(options.shardBumpMs!, bump);
+      };
+      ctx.clock.schedule(options.shardBumpMs, bump);
+    }
     if (dead()) router.close();
     return { raft: rafts[0]!, service: router.services[0]!, incarnation: ctx.incarnation, rafts, router };
   });
