@@ -107,7 +107,11 @@ export interface WatchConnection {
 }
 
 /** Opens a watch stream on `node` whose responses go to `write`. */
-export type OpenWatch = (node: SimKvNode, write: (r: WatchResponse) => boolean) => WatchConnection;
+export type OpenWatch = (
+  node: SimKvNode,
+  write: (r: WatchResponse) => boolean,
+  id: string,
+) => WatchConnection;
 
 /** The events of `changes` (a store's history), as a watch client would see them. */
 export function seen(changes: readonly RevisionChanges[]): Seen[] {
@@ -185,10 +189,14 @@ export class ResumingWatcher {
     const [id, node] = this.prng.pick(candidates);
     this.nodeId = id;
     this.node = node;
-    this.stream = this.open(node, (r) => {
-      this.onResponse(r);
-      return true;
-    });
+    this.stream = this.open(
+      node,
+      (r) => {
+        this.onResponse(r);
+        return true;
+      },
+      id,
+    );
     this.stream.handle(
       WatchRequest.fromPartial({ createRequest: { ...this.range, startRevision: BigInt(this.lastRev + 1) } }),
     );
