@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { promisify } from "node:util";
 import {
   Compare,
@@ -99,6 +99,31 @@ describe("a Txn over several shards", () => {
     expect(read.kvs[0]!.mod_revision).toBe(result.header.revision);
     expect(read.kvs[0]!.create_revision).toBe(result.header.revision);
     expect(await client.get("0alice").string()).toBe("80");
+  });
+
+  it("is one event group at one revision for a watcher over every shard", async () => {
+    // The watch starts at the next revision, so it sees the transaction whether it is
+    // established before it (live events) or after (replay from history).
+    const next = Number((await client.get("0w").exec()).header.revision) + 1;
+    const watch = spawn("etcdctl", [`--endpoints=${kv.endpoint}`, "watch", `--rev=${next}`, "0", "~"], {
+      env: { ...process.env, ETCDCTL_API: "3" },
+    });
+    try {
+      let out = "";
+      watch.stdout.on("data", (d: Buffer) => {
+        out += d.toString();
+      });
+      await client
+        .if("0w", "Version", "==", 0)
+        .then(client.put("0w").value("a"), client.put("Kw").value("b"), client.put("zw").value("c"))
+        .commit();
+      const deadline = Date.now() + 10_000;
+      while (out.split("\n").length < 10 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(out).toBe("PUT\n0w\na\nPUT\nKw\nb\nPUT\nzw\nc\n");
+    } finally {
+      watch.kill("SIGKILL");
+    }
   });
 
   it("evaluates a range compare over several shards on all their keys", async () => {
