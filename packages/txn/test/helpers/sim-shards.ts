@@ -15,7 +15,7 @@ import type { Logger } from "@quorum/transport";
 import { ShardTxnEngine, type ShardTxnEngineOptions } from "@quorum/txn";
 // Raft's sources by path: @quorum/raft is not a dependency of @quorum/txn (the engine runs on
 // any ReplicatedLog) and this package's tsconfig has no path for it; only this harness needs it.
-import { type LogStore, RaftNode, SqliteLogStore } from "../../../raft/src/index.js";
+import { type LogStore, RaftNode, type RaftNodeOptions, SqliteLogStore } from "../../../raft/src/index.js";
 
 /**
  * Three (or more) simulated nodes, each running one RaftNode per shard (channel `raft-${i}`)
@@ -60,6 +60,8 @@ export interface SimShardsOptions {
    * answer; on the shard leader that served it, after its log applied it and before it replies.
    */
   readonly onStep?: (step: ProtocolStep) => void;
+  /** Extra RaftNode options per node (snapshot thresholds, core limits, ...). */
+  readonly raft?: (ctx: NodeContext) => Partial<RaftNodeOptions<ApplyResult>>;
 }
 
 export interface ProtocolStep {
@@ -183,10 +185,30 @@ export function simShards(sim: Simulation, ids: readonly string[], options: SimS
   }
   const rpcPrng = sim.prng.fork("rpc");
   const calls = { sent: 0, lost: 0, duplicated: 0, refused: 0, timedOut: 0 };
+  // QUORUM_TRACE=1 prints every node's info and warn lines with the virtual time (replaying a seed).
+  const trace = process.env.QUORUM_TRACE
+    ? (name: string, obj: unknown, msg?: string) =>
+        console.log(
+          `${sim.now()} ${name}: ${msg} ${JSON.stringify(obj, (_k, v) =>
+            typeof v === "bigint" ? `${v}` : v instanceof Uint8Array ? Buffer.from(v).toString("hex") : v,
+          )}`,
+        )
+    : () => {};
+  const summary = (r: unknown) => {
+    const o = (r ?? {}) as {
+      outcome?: number;
+      commit?: boolean;
+      revision?: bigint;
+      provisionalRevision?: bigint;
+      holderTxId?: Uint8Array;
+    };
+    const holder = o.holderTxId?.length ? Buffer.from(o.holderTxId).toString("hex").slice(0, 16) : undefined;
+    return { outcome: o.outcome, commit: o.commit, revision: o.revision ?? o.provisionalRevision, holder };
+  };
   const logger = (name: string): Logger => ({
     debug: () => {},
-    info: () => {},
-    warn: () => {},
+    info: (obj: unknown, msg?: string) => trace(name, obj, msg),
+    warn: (obj: unknown, msg?: string) => trace(name, obj, msg),
     error: (obj: unknown, msg?: string) => sim.fail(new Error(`${name}: ${msg} ${JSON.stringify(obj)}`)),
   });
 
@@ -267,7 +289,9 @@ export function simShards(sim: Simulation, ids: readonly string[], options: SimS
         );
       };
       sim.scheduler.schedule(delay(), () => deliver(false), "rpc-request");
-      if (rpcPrng.chance(faults.duplicateRate)) {
+      // Calls between nodes may arrive twice (prepare and decide must be idempotent). A
+      // client's call is not duplicated: a Txn sent twice is two Txns, whatever the engine.
+      if (rpcPrng.chance(faults.duplicateRate) && from !== "client") {
         calls.duplicated++;
         sim.scheduler.schedule(delay(), () => deliver(true), "rpc-duplicate");
       }
@@ -291,9 +315,27 @@ export function simShards(sim: Simulation, ids: readonly string[], options: SimS
     const toLeader = async <T>(
       op: ProtocolStep["op"],
       shard: number,
+      txId: Uint8Array,
       fn: (svc: KvService) => Promise<T>,
     ): Promise<T> => {
       const me = self();
+      const what = `${op} ${Buffer.from(txId).toString("hex").slice(0, 16)} shard ${shard}`;
+      trace(me.id, {}, `${what} ->`);
+      try {
+        const r = await toLeaderOnce(me, op, shard, fn);
+        trace(me.id, summary(r), `${what} <-`);
+        return r;
+      } catch (err) {
+        trace(me.id, { err: String(err) }, `${what} failed`);
+        throw err;
+      }
+    };
+    const toLeaderOnce = async <T>(
+      me: SimShardNode,
+      op: ProtocolStep["op"],
+      shard: number,
+      fn: (svc: KvService) => Promise<T>,
+    ): Promise<T> => {
       step(me, "coordinator", op, "before", shard);
       if (me.dead()) return never();
       const leader = rafts[shard]!.status().leaderId;
@@ -309,9 +351,11 @@ export function simShards(sim: Simulation, ids: readonly string[], options: SimS
     const access: ShardTxnAccess = {
       map: local.map,
       // `forwarded`: the leader's node does not forward again (as the ShardTxn gRPC service).
-      prepare: (shard, part) => toLeader("prepare", shard, (svc) => svc.prepareTxnPart(part, true)),
-      decide: (shard, decision) => toLeader("decide", shard, (svc) => svc.decideTxn(decision, true)),
-      record: (shard, txId) => toLeader("record", shard, (svc) => svc.txnRecord(txId)),
+      prepare: (shard, part) =>
+        toLeader("prepare", shard, part.txId, (svc) => svc.prepareTxnPart(part, true)),
+      decide: (shard, decision) =>
+        toLeader("decide", shard, decision.txId, (svc) => svc.decideTxn(decision, true)),
+      record: (shard, txId) => toLeader("record", shard, txId, (svc) => svc.txnRecord(txId)),
       prepared: (shard) => local.prepared(shard),
       leads: (shard) => local.leads(shard),
       maxKnown: () => local.maxKnown(),
@@ -338,6 +382,7 @@ export function simShards(sim: Simulation, ids: readonly string[], options: SimS
           defaultTimeoutMs: 500,
           logger: logger(`${ctx.id}/shard ${i}`),
           channel: `raft-${i}`,
+          ...options.raft?.(ctx),
         }),
     );
     await Promise.all(rafts.map((r) => r.start()));
