@@ -286,7 +286,20 @@ export class ShardedKvService {
     if (req.revision > 0n) {
       t = Number(req.revision);
       if (t > this.maxKnown()) throw etcdErrors.futureRevision();
-    } else t = this.maxKnown();
+    } else {
+      if (!req.serializable) {
+        // A linearizable count on each shard's leader waits out transactions prepared in the
+        // range (one may be acknowledged already, at a revision this node has not seen): their
+        // leaders' replies then carry a revision at or above it, and the cut T covers it.
+        await Promise.all(
+          shards.map(async (s) => {
+            const sub = { ...req, ...this.map.clip(req.key, req.rangeEnd, s), countOnly: true };
+            this.observe((await this.services[s]!.range(sub, this.sub(call, sub))).header?.revision);
+          }),
+        );
+      }
+      t = this.maxKnown();
+    }
     let parts = await readAt(t);
     if (req.revision <= 0n && !req.serializable) {
       // A write that completed before this read may carry a revision above T (seen by a
