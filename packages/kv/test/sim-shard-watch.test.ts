@@ -51,10 +51,15 @@ async function writer(ctx: ScenarioContext, kv: SimKv, prng: Prng, name: string,
 
 const byRevisionAndKey = (a: Seen, b: Seen) => a.revision - b.revision || a.key.localeCompare(b.key);
 
-async function shardWatchScenario(ctx: ScenarioContext): Promise<void> {
+async function shardWatchScenario(ctx: ScenarioContext, options: { slow: boolean }): Promise<void> {
   const { sim, seed } = ctx;
   sim.network.setFaults({ minDelayMs: 1, maxDelayMs: 15, dropRate: 0.03, duplicateRate: 0.03 });
-  const kv = simKv(sim, ids, { shards: SHARDS, shardBumpMs: 20 });
+  const kv = simKv(sim, ids, {
+    shards: SHARDS,
+    shardBumpMs: 20,
+    // A slow client: each shard's stream overflows its 3 queued responses and catches up from history.
+    ...(options.slow ? { service: { watchMaxPendingResponses: 3 } } : {}),
+  });
   const log: string[] = [];
   try {
     await kv.cluster.start();
@@ -66,18 +71,25 @@ async function shardWatchScenario(ctx: ScenarioContext): Promise<void> {
     let stop = false;
     let stopWatching = false;
     // The merged stream the router's gRPC Watch serves, over this node's replicas.
-    const watcher = new ResumingWatcher(ctx, kv, sim.prng.fork("watcher"), EVERYTHING, (node, write, id) => {
-      const router = node.router!;
-      const stores = kv.durable.get(id)!.shards.map((s) => s.store);
-      return new ShardedWatchStream(
-        router.services.map((s) => s.watchHub),
-        router.map,
-        (rev) => router.services[0]!.header(rev),
-        (shard) => stores[shard]!.revision(),
-        write,
-        () => {},
-      );
-    });
+    const watcher = new ResumingWatcher(
+      ctx,
+      kv,
+      sim.prng.fork("watcher"),
+      EVERYTHING,
+      (node, write, id) => {
+        const router = node.router!;
+        const stores = kv.durable.get(id)!.shards.map((s) => s.store);
+        return new ShardedWatchStream(
+          router.services.map((s) => s.watchHub),
+          router.map,
+          (rev) => router.services[0]!.header(rev),
+          (shard) => stores[shard]!.revision(),
+          write,
+          () => {},
+        );
+      },
+      options.slow ? 0.5 : 0,
+    );
     const killer = leaderKiller(ctx, kv, sim.prng.fork("killer"), [600, 1500], [100, 700], () => stop, log);
     const nemesis = kv.cluster.startNemesis({ crash: false, intervalMs: [200, 800] });
     const watching = watcher.loop(() => stopWatching).catch((e: unknown) => sim.fail(e));
@@ -146,7 +158,18 @@ describe("a watch over several shards under simulation", () => {
   const name =
     "a watch over three shards, resumed across leader crashes and partitions, sees every shard's committed events exactly once, revisions never going back";
   it(name, { timeout: 30_000 + 8_000 * seedCount({ seeds: 4 }) }, async () => {
-    const { seeds } = await runSeeds(name, (_seed, ctx) => shardWatchScenario(ctx), { seeds: 4 });
+    const { seeds } = await runSeeds(name, (_seed, ctx) => shardWatchScenario(ctx, { slow: false }), {
+      seeds: 4,
+    });
+    expect(seeds.length).toBeGreaterThan(0);
+  });
+
+  const slow =
+    "the same with a slow client (each shard's bounded queue overflowing to catch-ups from history)";
+  it(slow, { timeout: 30_000 + 8_000 * seedCount({ seeds: 4 }) }, async () => {
+    const { seeds } = await runSeeds(slow, (_seed, ctx) => shardWatchScenario(ctx, { slow: true }), {
+      seeds: 4,
+    });
     expect(seeds.length).toBeGreaterThan(0);
   });
 });

@@ -103,6 +103,8 @@ export interface Seen {
 /** What a watch client talks to on one node: a `WatchStream`, or the router's merged one. */
 export interface WatchConnection {
   handle(req: WatchRequest): void;
+  /** The client can take more (after a write that returned false). */
+  drain(): void;
   close(): void;
 }
 
@@ -148,6 +150,12 @@ export class ResumingWatcher {
     private readonly prng: Prng,
     private readonly range: { key: Buffer; rangeEnd: Buffer },
     private readonly open: OpenWatch = (node, write) => node.service.watchHub.open({ write }),
+    /**
+     * Chance that a response leaves the client backed up (its write returns false) for 1-40
+     * ms: the stream must queue, and past its bound (`watchMaxPendingResponses`) catch up
+     * from history.
+     */
+    private readonly slowness = 0,
   ) {}
 
   get revision(): number {
@@ -189,14 +197,20 @@ export class ResumingWatcher {
     const [id, node] = this.prng.pick(candidates);
     this.nodeId = id;
     this.node = node;
-    this.stream = this.open(
+    const self = { stream: undefined as WatchConnection | undefined };
+    self.stream = this.open(
       node,
       (r) => {
         this.onResponse(r);
-        return true;
+        if (this.slowness === 0 || !this.prng.chance(this.slowness)) return true;
+        this.ctx.sim.clock.schedule(this.prng.int(1, 40), () => {
+          if (this.stream === self.stream) self.stream?.drain();
+        });
+        return false;
       },
       id,
     );
+    this.stream = self.stream;
     this.stream.handle(
       WatchRequest.fromPartial({ createRequest: { ...this.range, startRevision: BigInt(this.lastRev + 1) } }),
     );
