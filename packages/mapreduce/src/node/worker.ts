@@ -1,14 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { open, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { open, rename, rm, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  type ServerWritableStream,
-  type ServiceError,
-  status,
-  type UntypedServiceImplementation,
-} from "@grpc/grpc-js";
+import { type ServiceError, status } from "@grpc/grpc-js";
 import {
   createGrpcClient,
   type Logger,
@@ -21,22 +16,19 @@ import { describeError, MapReduceError } from "../errors.js";
 import { collectIntermediate, JobCodeError, runMapTask, runReduce } from "../exec.js";
 import {
   CoordinatorClient,
-  type FetchPartitionRequest,
   type HeartbeatRequest,
   type HeartbeatResponse,
   type JobSpec,
-  type MapLocation,
-  type PartitionChunk,
   type ReportTaskRequest,
   type ReportTaskResponse,
   type RequestTaskRequest,
   type RequestTaskResponse,
-  ShuffleClient,
   ShuffleService,
   TaskKind,
   TaskOutcome,
 } from "../gen/quorum/mapreduce/v1/mapreduce.js";
 import { type JobModule, loadJob } from "../job.js";
+import { FetchError, mapOutputPath, ShuffleReader, shuffleService } from "./shuffle.js";
 
 export interface WorkerOptions {
   /** host:port of the coordinator. */
@@ -65,18 +57,7 @@ export interface WorkerResult {
   tasks: number;
 }
 
-const chunkBytes = 1 << 20;
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-class FetchError extends Error {
-  constructor(
-    readonly location: MapLocation,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 /** A wildcard listen address is not dialable from elsewhere: advertise the host name instead. */
 function advertisedAddress(bound: string): string {
@@ -84,39 +65,6 @@ function advertisedAddress(bound: string): string {
   if (!match) return bound;
   const host = match[1]!;
   return host === "0.0.0.0" || host === "[::]" || host === "::" ? `${hostname()}:${match[2]}` : bound;
-}
-
-/** Serves this worker's map output files to reduce workers. */
-function shuffleImplementation(dir: string): UntypedServiceImplementation {
-  return {
-    fetchPartition: async (call: ServerWritableStream<FetchPartitionRequest, PartitionChunk>) => {
-      const { mapIndex, partition } = call.request;
-      if (!Number.isInteger(mapIndex) || !Number.isInteger(partition) || mapIndex < 0 || partition < 0) {
-        call.destroy({
-          code: status.INVALID_ARGUMENT,
-          details: "bad map index or partition",
-        } as ServiceError);
-        return;
-      }
-      let data: Buffer;
-      try {
-        data = await readFile(join(dir, `mr-${mapIndex}-${partition}`));
-      } catch {
-        call.destroy({
-          code: status.NOT_FOUND,
-          details: `no output of map task ${mapIndex} for partition ${partition} here`,
-        } as ServiceError);
-        return;
-      }
-      for (let off = 0; off < data.length || off === 0; off += chunkBytes) {
-        if (call.cancelled) return;
-        const ok = call.write({ data: data.subarray(off, off + chunkBytes) });
-        if (!ok) await new Promise<void>((r) => call.once("drain", r));
-        if (data.length === 0) break;
-      }
-      call.end();
-    },
-  };
 }
 
 /**
@@ -139,15 +87,17 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
 
   let server: RunningGrpcServer | undefined;
   const coordinator = createGrpcClient(CoordinatorClient, options.coordinator, { defaultDeadlineMs: 10_000 });
-  const shuffleClients = new Map<string, ShuffleClient>();
+  let shuffle: ShuffleReader | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let tasks = 0;
   try {
     server = await startGrpcServer({
       address: options.listen ?? "127.0.0.1:0",
-      services: [{ definition: ShuffleService, implementation: shuffleImplementation(dir) }],
+      services: [{ definition: ShuffleService, implementation: shuffleService(dir) }],
     });
     const address = options.advertise ?? advertisedAddress(server.address);
+    const reader = new ShuffleReader(id, dir, idleMs);
+    shuffle = reader;
     const requestTask = promisifyUnary<RequestTaskRequest, RequestTaskResponse>(
       coordinator,
       coordinator.requestTask,
@@ -208,55 +158,6 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       return job;
     };
 
-    const shuffleClient = (address: string): ShuffleClient => {
-      let client = shuffleClients.get(address);
-      if (client === undefined) {
-        client = createGrpcClient(ShuffleClient, address, {});
-        shuffleClients.set(address, client);
-      }
-      return client;
-    };
-
-    const fetch = (location: MapLocation, partition: number): Promise<Buffer> =>
-      new Promise((resolve, reject) => {
-        const chunks: Buffer[] = [];
-        const stream = shuffleClient(location.shuffleAddress).fetchPartition({
-          mapIndex: location.mapIndex,
-          partition,
-        });
-        let idle: NodeJS.Timeout;
-        const arm = () => {
-          clearTimeout(idle);
-          idle = setTimeout(() => stream.cancel(), idleMs);
-        };
-        arm();
-        stream.on("data", (chunk: PartitionChunk) => {
-          chunks.push(Buffer.from(chunk.data));
-          arm();
-        });
-        stream.on("error", (error: Error) => {
-          clearTimeout(idle);
-          reject(new FetchError(location, error.message));
-        });
-        stream.on("end", () => {
-          clearTimeout(idle);
-          resolve(Buffer.concat(chunks));
-        });
-      });
-
-    /**
-     * Map output this worker made is read from its own disk: asking its own shuffle service
-     * would cost a gRPC round trip per file and, while this process computes, wait for itself.
-     */
-    const readPartition = async (location: MapLocation, partition: number): Promise<Buffer> => {
-      if (location.workerId !== id) return fetch(location, partition);
-      try {
-        return await readFile(join(dir, `mr-${location.mapIndex}-${partition}`));
-      } catch (error) {
-        throw new FetchError(location, `own map output unreadable: ${(error as Error).message}`);
-      }
-    };
-
     const runMap = async (task: RequestTaskResponse, job: JobModule, spec: JobSpec): Promise<number> => {
       const input = task.mapInput!;
       const handle = await open(input.path, "r");
@@ -280,7 +181,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
         parts.map(async (text, r) => {
           const tmp = join(dir, `.tmp-${task.attemptId}-${task.index}-${r}`);
           await writeFile(tmp, text);
-          await rename(tmp, join(dir, `mr-${task.index}-${r}`));
+          await rename(tmp, mapOutputPath(dir, task.index, r));
         }),
       );
       return input.length;
@@ -297,7 +198,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       await Promise.all(
         Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
           for (let loc = queue.shift(); loc !== undefined; loc = queue.shift()) {
-            buffers.push(await readPartition(loc, task.index));
+            buffers.push(await reader.read(loc, task.index));
           }
         }),
       );
@@ -379,7 +280,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
     return { id, tasks };
   } finally {
     if (heartbeat) clearInterval(heartbeat);
-    for (const c of shuffleClients.values()) c.close();
+    shuffle?.close();
     coordinator.close();
     await server?.shutdown(200);
     if (ownDir) {
