@@ -56,6 +56,12 @@ function buildProgram(): Command {
     .option("--consensus <protocol>", "raft or paxos", "raft")
     .option("--nodes <n>", "how many nodes", positiveInt("--nodes"), 3)
     .option(
+      "--shards <n>",
+      "key-space shards, each its own consensus group; bank transfers between shards use two-phase commit",
+      positiveInt("--shards"),
+      3,
+    )
+    .option(
       "--base-port <port>",
       "node i listens on base+10i (etcd clients), +1 (peers), +2 (status and metrics)",
       port("--base-port"),

@@ -3,6 +3,8 @@
 const $ = (selector) => document.querySelector(selector);
 const fmt = (n, digits = 0) => (n === undefined || n === null ? "–" : Number(n).toFixed(digits));
 const colors = { leader: "#f0b429", follower: "#3ea6ff", candidate: "#c77dff", down: "#e5484d" };
+const shardColors = ["#3ea6ff", "#30a46c", "#c77dff", "#f76b15", "#e54666", "#12a594"];
+const shardColor = (shard) => shardColors[shard % shardColors.length];
 const kvHistory = [];
 
 function el(tag, attrs = {}, ...children) {
@@ -33,10 +35,38 @@ async function act(path) {
   }
 }
 
+/** The node's overall role: leader if it leads any shard, else shard 0's role. */
 function roleOf(node) {
   if (node.process !== "running") return "down";
   if (!node.status) return "starting";
-  return node.status.role;
+  if (node.leads.length > 0) return "leader";
+  return node.shards[0]?.role ?? node.status.role;
+}
+
+/** One row per shard: role, term (or ballot), commit and applied index. */
+function shardRows(snap, node) {
+  const termName = snap.consensus === "paxos" ? "ballot" : "term";
+  const head = el("tr", {}, ...["shard", "role", termName, "commit", "applied"].map((h) => el("th", {}, h)));
+  const rows = snap.shards.map(({ shard }) => {
+    const s = node.shards[shard];
+    const role = node.process !== "running" ? "down" : (s?.role ?? "starting");
+    return el(
+      "tr",
+      {
+        "data-shard-row": true,
+        "data-node": node.name,
+        "data-shard": shard,
+        "data-role": role,
+        "data-testid": `shard-${node.name}-${shard}`,
+      },
+      el("td", {}, el("span", { class: "dot", style: `background:${shardColor(shard)}` }), shard),
+      el("td", {}, el("span", { class: `role ${role}` }, role)),
+      el("td", {}, s ? s.term : "–"),
+      el("td", {}, s ? s.commitIndex : "–"),
+      el("td", {}, s ? s.appliedIndex : "–"),
+    );
+  });
+  return el("table", { class: "shards" }, el("thead", {}, head), el("tbody", {}, ...rows));
 }
 
 function renderNodes(snap) {
@@ -54,6 +84,7 @@ function renderNodes(snap) {
           el("span", { class: "name" }, node.name),
           el("span", { class: "role", "data-testid": `node-role-${node.name}` }),
         ),
+        el("div", { class: "shard-table" }),
         el("dl", {}),
         el(
           "div",
@@ -88,14 +119,16 @@ function renderNodes(snap) {
     card.dataset.role = role;
     const badge = card.querySelector(".role");
     badge.className = `role ${role}`;
-    badge.textContent = node.process === "running" ? role : node.process;
+    badge.textContent =
+      node.process !== "running"
+        ? node.process
+        : role === "leader" && snap.shards.length > 1
+          ? `leads ${node.leads.join(", ")}`
+          : role;
+    card.querySelector(".shard-table").replaceChildren(shardRows(snap, node));
     const s = node.status;
     const rows = [
-      ["term", s ? s.term : "–"],
-      ["commit", s ? s.commitIndex : "–"],
-      ["applied", s ? s.appliedIndex : "–"],
-      ["kv revision", s ? s.kvRevision : "–"],
-      ["knows leader", s ? (s.leaderId ?? "none") : "–"],
+      ["kv revision", s ? Math.max(...node.shards.map((x) => x.kvRevision)) : "–"],
       ["etcd", node.client],
       ["pid", node.pid ?? "–"],
       ["starts", node.starts],
@@ -191,7 +224,8 @@ function renderNetwork(snap) {
     const role = roleOf(byName[node.name]);
     parts.push(s("circle", { cx: x, cy: y, r: 24, stroke: colors[role] ?? "#8796a5" }));
     parts.push(s("text", { x, y: y + 4, "text-anchor": "middle" }, node.name));
-    parts.push(s("text", { x, y: y + 40, "text-anchor": "middle", class: "rate" }, role));
+    const label = role === "leader" && snap.shards.length > 1 ? `leads ${node.leads.join(", ")}` : role;
+    parts.push(s("text", { x, y: y + 40, "text-anchor": "middle", class: "rate" }, label));
   }
   svg.replaceChildren(...parts);
 }
@@ -213,24 +247,48 @@ function renderKv(snap) {
 
 function renderBank(snap) {
   const bank = snap.bank;
+  const set = (testid, value) => {
+    $(`[data-testid="${testid}"]`).textContent = value ?? "–";
+  };
   const total = $('[data-testid="bank-total"]');
   total.textContent = bank.total ?? "–";
   total.className = `big ${bank.total === undefined ? "" : bank.total === bank.expectedTotal ? "ok" : "bad"}`;
-  $('[data-testid="bank-expected"]').textContent = bank.expectedTotal;
-  $('[data-testid="bank-committed"]').textContent = bank.committed;
-  $('[data-testid="bank-aborted"]').textContent = bank.aborted;
-  $('[data-testid="bank-unknown"]').textContent = bank.unknown;
-  $('[data-testid="bank-ops"]').textContent = fmt(bank.opsPerSec);
-  const entries = Object.entries(bank.balances);
-  const max = Math.max(1, ...entries.map(([, v]) => v));
-  $('[data-testid="bank-balances"]').replaceChildren(
-    ...entries.map(([name, v]) =>
-      el(
-        "div",
-        { style: `height:${(v / max) * 100}%`, title: `account ${name}: ${v}` },
-        el("span", { class: "account" }, name),
-      ),
+  set("bank-expected", bank.expectedTotal);
+  set("bank-committed", bank.committed);
+  set("bank-cross-shard", bank.crossShard);
+  set("bank-compare-failed", bank.compareFailed);
+  set("bank-conflicts", bank.conflicts);
+  set("bank-unknown", bank.unknown);
+  set("bank-ops", fmt(bank.opsPerSec));
+  set("bank-audits", bank.audits);
+  set("bank-audit-errors", bank.auditErrors);
+  set("bank-bad-audits", bank.badAudits);
+  $('[data-testid="bank-bad-audits"]').className = bank.badAudits ? "bad" : "";
+  $('[data-testid="bank-shard-totals"]').replaceChildren(
+    ...bank.shardTotals.map((t, shard) =>
+      el("span", { class: "shard-total", style: `color:${shardColor(shard)}` }, `${shard}: ${t}`),
     ),
+  );
+  set("bank-last-error", bank.lastError ? `last failure: ${bank.lastError}` : "");
+  const xs = snap.crossShard;
+  set("xs-committed", xs.committed);
+  set("xs-conflict", xs.conflict);
+  set("xs-aborted", xs.aborted);
+  set("xs-failed", xs.failed);
+  const max = Math.max(1, ...Object.values(bank.balances));
+  $('[data-testid="bank-balances"]').replaceChildren(
+    ...bank.accounts.map(({ key, shard }) => {
+      const v = bank.balances[key] ?? 0;
+      return el(
+        "div",
+        {
+          style: `height:${(v / max) * 100}%;background:${shardColor(shard)}`,
+          title: `account ${key} (shard ${shard}): ${v}`,
+        },
+        // The number names the account; the colour, its shard (the key is in the tooltip).
+        el("span", { class: "account" }, key.slice(key.lastIndexOf("/") + 1)),
+      );
+    }),
   );
 }
 
@@ -276,9 +334,25 @@ function renderEvents(snap) {
 
 function render(snap) {
   if (!snap.nodes) return;
-  $('[data-testid="consensus"]').textContent = snap.consensus;
-  $('[data-testid="leader"]').textContent = snap.leader ?? "none (election)";
-  $('[data-testid="term"]').textContent = snap.term;
+  $('[data-testid="consensus"]').textContent =
+    `${snap.consensus}, ${snap.shards.length} shard${snap.shards.length > 1 ? "s" : ""}`;
+  const termName = snap.consensus === "paxos" ? "ballot" : "term";
+  $('[data-testid="shard-leaders"]').replaceChildren(
+    ...snap.shards.map(({ shard, leader, term }) =>
+      el(
+        "span",
+        {
+          class: "shard-leader",
+          "data-testid": `shard-leader-${shard}`,
+          "data-leader": leader ?? "",
+          style: `border-color:${shardColor(shard)}`,
+        },
+        `shard ${shard}: `,
+        el("b", {}, leader ?? "none (election)"),
+        ` ${termName} ${term}`,
+      ),
+    ),
+  );
   renderNodes(snap);
   renderNetwork(snap);
   renderKv(snap);

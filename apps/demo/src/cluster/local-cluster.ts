@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -106,6 +106,31 @@ export class LocalCluster {
       throw new Error(
         `port${busy.length > 1 ? "s" : ""} ${busy.join(", ")} already in use (another cluster running?); pick other ports with --base-port`,
       );
+    }
+  }
+
+  /**
+   * Fails with one clear line when a node's data dir was made with another consensus
+   * protocol or shard count (each node would refuse it, see node/data-dir.ts, and exit):
+   * a demo run earlier with other flags leaves such a dir behind.
+   */
+  checkDataDirs(): void {
+    const wanted = { consensus: this.options.consensus, shards: this.options.shards ?? 1 };
+    for (const m of this.members) {
+      const path = join(this.dataDir, m.name, "quorum.json");
+      if (!existsSync(path)) continue;
+      let found: { consensus?: unknown; shards?: unknown };
+      try {
+        found = JSON.parse(readFileSync(path, "utf8")) as typeof found;
+      } catch {
+        continue; // The node itself says what is wrong with the file.
+      }
+      if (found.consensus !== wanted.consensus || found.shards !== wanted.shards) {
+        throw new Error(
+          `${join(this.dataDir, m.name)} holds a cluster made with --consensus ${String(found.consensus)} --shards ${String(found.shards)}, ` +
+            `not --consensus ${wanted.consensus} --shards ${wanted.shards}: pass those flags, another --data-dir, or delete ${this.dataDir}`,
+        );
+      }
     }
   }
 

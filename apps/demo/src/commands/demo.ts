@@ -1,11 +1,12 @@
 import { join } from "node:path";
-import { Etcd3 } from "etcd3";
 import { LocalCluster } from "../cluster/local-cluster.js";
+import { BankWorkload } from "../demo/bank.js";
 import { ClusterView } from "../demo/cluster-view.js";
 import { ActionError, DashboardServer } from "../demo/dashboard-server.js";
+import { demoClient } from "../demo/etcd-client.js";
 import { WordCountJobs } from "../demo/mapreduce-job.js";
 import { sleep } from "../demo/stats.js";
-import { BankWorkload, KvWorkload, oneLine } from "../demo/workloads.js";
+import { KvWorkload, oneLine } from "../demo/workloads.js";
 import { ConfigError } from "../node/config.js";
 
 export interface DemoOptions {
@@ -14,6 +15,8 @@ export interface DemoOptions {
   dataDir: string;
   consensus: string;
   nodes: number;
+  /** Key-space shards, each its own consensus group on every node. */
+  shards: number;
   basePort: number;
   logLevel: string;
   /** Dashboard refresh period. */
@@ -26,13 +29,17 @@ interface DemoEvent {
 }
 
 /**
- * `quorum demo`: a local cluster of node processes, workloads through the etcd API (puts and
- * linearizable reads, bank transfers with Txn), a word count MapReduce job, and a dashboard
- * that shows it all live and has buttons to kill, restart and partition nodes.
+ * `quorum demo`: a local cluster of node processes with several shards, workloads through the
+ * etcd API (puts and linearizable reads, bank transfers between shards by two-phase commit),
+ * a word count MapReduce job, and a dashboard that shows it all live and has buttons to
+ * kill, restart and partition nodes.
  */
 export async function runDemo(options: DemoOptions): Promise<void> {
   if (options.consensus !== "raft" && options.consensus !== "paxos") {
     throw new ConfigError(`--consensus: "${options.consensus}" is not one of raft, paxos`);
+  }
+  if (!Number.isInteger(options.shards) || options.shards < 1 || options.shards > 94) {
+    throw new ConfigError(`--shards: ${options.shards} is not a whole number from 1 to 94`);
   }
   const events: DemoEvent[] = [];
   const log = (text: string) => {
@@ -50,6 +57,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     dataDir: options.dataDir,
     logLevel: options.logLevel,
     consensus: options.consensus,
+    shards: options.shards,
     faultInjection: true,
     output: "files",
     onExit: (name, code, signal, expected) => {
@@ -57,7 +65,9 @@ export async function runDemo(options: DemoOptions): Promise<void> {
         log(`${name} exited on its own (${signal ?? `code ${code}`}); see ${name}.log`);
     },
   });
-  const view = new ClusterView(cluster, log);
+  // A data dir made with another layout would make every node refuse to start: say so now.
+  cluster.checkDataDirs();
+  const view = new ClusterView(cluster, options.shards, log);
   const mapreduce = new WordCountJobs(join(cluster.dataDir, "mapreduce"), log);
 
   const partitioned = new Set<string>();
@@ -76,7 +86,14 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     async kill(node) {
       known(node);
       if (!cluster.kill(node)) throw new ActionError(409, `${node} is not running`);
-      log(`${node} killed with SIGKILL${node === view.leader ? " (it was the leader)" : ""}`);
+      const led = view.ledBy(node);
+      const note =
+        led.length === 0
+          ? ""
+          : options.shards === 1
+            ? " (it was the leader)"
+            : ` (it led shard${led.length > 1 ? "s" : ""} ${led.join(", ")})`;
+      log(`${node} killed with SIGKILL${note}`);
       return `${node} killed`;
     },
     async restart(node) {
@@ -122,37 +139,40 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   }
   cluster.start();
   const url = `http://${options.host}:${options.port}`;
+
+  const client = demoClient(cluster.members.map((m) => m.client));
+  const kv = new KvWorkload(client, options.shards);
+  const bank = new BankWorkload(client, options.shards);
+  const endpoints = cluster.members.map((m) => m.client).join(",");
+  const shardNote =
+    options.shards === 1
+      ? "1 shard"
+      : `${options.shards} shards, each its own ${options.consensus} group on every node; transfers between shards use two-phase commit`;
   process.stdout.write(
-    `quorum demo: ${cluster.members.length} nodes (${options.consensus}), data and node logs in ${cluster.dataDir}\n` +
+    `quorum demo: ${cluster.members.length} nodes (${options.consensus}), ${shardNote}\n` +
+      `  data and node logs in ${cluster.dataDir}\n` +
       cluster.members
         .map(
           (m) =>
             `  ${m.name}  etcd ${m.client}  peer ${m.peer}  http://${m.metrics}/status /metrics /health\n`,
         )
         .join("") +
-      `  etcdctl --endpoints ${cluster.members.map((m) => m.client).join(",")} get --prefix bank/\n` +
+      `  bank accounts by shard: ${bank.keyPrefixes.map((p, i) => `${p}* (shard ${i})`).join(", ")}\n` +
+      `  etcdctl --endpoints ${endpoints} get --prefix ${bank.keyPrefixes.at(-1)}\n` +
       `dashboard: ${url}   (Ctrl-C stops everything)\n`,
   );
-
-  const client = new Etcd3({
-    hosts: cluster.members.map((m) => `http://${m.client}`),
-    dialTimeout: 1000,
-    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + 3000 }),
-  });
-  const kv = new KvWorkload(client);
-  const bank = new BankWorkload(client);
 
   const snapshot = () => ({
     at: Date.now(),
     consensus: options.consensus,
     dashboard: url,
     dataDir: cluster.dataDir,
-    leader: view.leader,
-    term: view.term,
+    shards: view.shards,
     leaderChanges: view.leaderChanges.slice(-10),
     nodes: view.nodes.map((n) => ({ ...n, partitioned: partitioned.has(n.name) })),
     kv: { ...kv.stats, total: kv.latency.total, ...kv.latency.take() },
     bank: { ...bank.stats, ...bank.latency.take() },
+    crossShard: view.crossShard,
     mapreduce: mapreduce.view,
     events: events.slice(-40),
   });
@@ -173,9 +193,9 @@ export async function runDemo(options: DemoOptions): Promise<void> {
 
   const startWorkloads = (async () => {
     const deadline = Date.now() + 30_000;
-    while (!view.leader && Date.now() < deadline && !stopping) await sleep(100);
+    while (!view.allLed && Date.now() < deadline && !stopping) await sleep(100);
     if (stopping) return;
-    if (!view.leader) log("no leader after 30 s; the workloads start anyway and will retry");
+    if (!view.allLed) log("a shard has no leader after 30 s; the workloads start anyway and will retry");
     for (;;) {
       try {
         await bank.open();
@@ -190,7 +210,9 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     kv.start();
     bank.start();
     mapreduce.start();
-    log("workloads running: puts and linearizable reads, bank transfers, word count");
+    log(
+      `workloads running: puts and linearizable reads, bank transfers${options.shards > 1 ? " across shards" : ""}, word count`,
+    );
   })();
 
   const signal = await stopped;
