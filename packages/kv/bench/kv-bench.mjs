@@ -43,6 +43,8 @@
 // etcd is skipped when not on PATH), BENCH_SCENARIOS ("put-1,put-16,put-64,range-64,watch-64",
 // for every system but the sharded one), BENCH_SHARD_SCENARIOS ("put-16,put-64", the sharded
 // cluster's; they are also run on quorum-raft for the ratio), BENCH_SHARDS (3),
+// BENCH_SHARD_LEADERS ("any", or "spread": restart the sharded cluster until its shard leaders
+// are spread over the nodes, to measure what spreading them would give),
 // BENCH_PROFILE_DIR (run the Quorum nodes with --cpu-prof into that dir, Raft nodes as
 // n1.cpuprofile..., Paxos nodes as paxos-n1.cpuprofile..., sharded as shards-n1.cpuprofile...;
 // profiles are written when they stop on SIGTERM at the end), BENCH_ENDPOINT_MODE ("leader"
@@ -88,8 +90,18 @@ const PAXOS_THROUGHPUT_GOAL = 0.8; // Paxos ops/s at least this share of Raft's
 const PAXOS_P99_GOAL = 1; // Paxos p99 at most this multiple of Raft's
 const SHARD_THROUGHPUT_GOAL = 1.5; // put-64 ops/s with BENCH_SHARDS shards at least this multiple of one shard's
 const WATCH_DELIVERY_GOAL = 0.95; // events/s delivered at least this share of puts/s
-const SCENARIOS = (process.env.BENCH_SCENARIOS ?? "put-1,put-16,put-64,range-64,watch-64").split(",");
-const SHARD_SCENARIOS = (process.env.BENCH_SHARD_SCENARIOS ?? "put-16,put-64").split(",");
+const list = (s) =>
+  s
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+const SCENARIOS = list(process.env.BENCH_SCENARIOS ?? "put-1,put-16,put-64,range-64,watch-64");
+const SHARD_SCENARIOS = list(process.env.BENCH_SHARD_SCENARIOS ?? "put-16,put-64");
+const SHARD_LEADERS = process.env.BENCH_SHARD_LEADERS ?? "any";
+if (!["any", "spread"].includes(SHARD_LEADERS)) {
+  process.stderr.write(`kv-bench: BENCH_SHARD_LEADERS must be "any" or "spread", got "${SHARD_LEADERS}"\n`);
+  process.exit(2);
+}
 const SHARDS = Number(process.env.BENCH_SHARDS ?? 3);
 if (!Number.isInteger(SHARDS) || SHARDS < 2 || SHARDS > 94) {
   process.stderr.write(
@@ -552,10 +564,23 @@ async function main() {
       log(`quorum-${consensus}: 3 nodes, leader ${clusters.at(-1).leader}`);
     }
     if (sharded) {
-      const cluster = await startQuorum("raft", SHARDS);
-      clusters.push(cluster);
-      const leaders = await cluster.shardLeaders();
-      log(`quorum-shards: 3 nodes, ${SHARDS} Raft groups, shard leaders ${leaders.join(", ")}`);
+      // Elections place shard leaders at random (nothing spreads them yet); with
+      // BENCH_SHARD_LEADERS=spread the cluster is started again (up to 8 times) until no node
+      // leads two shards more than another, to measure what spreading would give.
+      for (let attempt = 1; ; attempt++) {
+        const cluster = await startQuorum("raft", SHARDS);
+        const leaders = await cluster.shardLeaders();
+        const perNode = cluster.endpoints.map((e) => leaders.filter((l) => l === e).length);
+        const spread = Math.max(...perNode) - Math.min(...perNode) <= 1;
+        log(
+          `quorum-shards: 3 nodes, ${SHARDS} Raft groups, shard leaders ${leaders.join(", ")}${spread ? "" : " (not spread)"}`,
+        );
+        if (SHARD_LEADERS === "any" || spread || attempt === 8) {
+          clusters.push(cluster);
+          break;
+        }
+        await stopCluster(cluster, false);
+      }
     }
     if (SYSTEMS.includes("etcd")) {
       if (onPath("etcd")) {
@@ -579,6 +604,7 @@ async function main() {
     const results = {};
     for (const scenario of scenarios) {
       const these = clusters.filter((c) => takesPart(c, scenario));
+      if (these.length === 0) continue;
       for (let round = 0; round < ROUNDS; round++) {
         // Rotate the order each round (with two systems this is the old A,B then B,A).
         const shift = round % these.length;
@@ -806,7 +832,9 @@ async function main() {
         goal,
         paxosVsRaft,
         paxosGoal,
-        shards: shardCluster ? { count: SHARDS, leaders: shardCluster.placement } : undefined,
+        shards: shardCluster
+          ? { count: SHARDS, leaders: shardCluster.placement, leaderMode: SHARD_LEADERS }
+          : undefined,
         shardsVsOne,
         shardGoal,
         watch,
