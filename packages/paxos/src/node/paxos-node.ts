@@ -552,7 +552,10 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
         data: Buffer.from(data.buffer, data.byteOffset, data.byteLength),
       };
       const ack = await new Promise<pb.SnapshotAck | undefined>((resolve) => {
-        const timer = this.opts.clock.schedule(Math.max(1_000, 40 * this.tickMs), () => resolve(undefined));
+        // Two election timeouts: long enough for a chunk on a healthy link, short enough that a
+        // lost chunk does not hold up a lagging replica's catch-up (and its reads) for long.
+        const ackTimeoutMs = 2 * (this.opts.electionTicks ?? 10) * this.tickMs;
+        const timer = this.opts.clock.schedule(ackTimeoutMs, () => resolve(undefined));
         t.waiter = (a) => {
           timer.cancel();
           t.waiter = undefined;
