@@ -67,7 +67,11 @@ interface Transfer {
   readonly amount: number;
   readonly crossShard: boolean;
   outcome: Outcome;
+  invokedAt: number;
   completedAt: number;
+  /** The node that answered (the coordinator across shards) and the revision it answered with. */
+  node?: string;
+  revision?: bigint;
 }
 
 interface Read {
@@ -178,7 +182,16 @@ class Client {
     if (!a || !b) return;
     const tid = `${this.name}.${++this.count}`;
     const crossShard = shardOf(from) !== shardOf(to);
-    const t: Transfer = { tid, from, to, amount, crossShard, outcome: "pending", completedAt: 0 };
+    const t: Transfer = {
+      tid,
+      from,
+      to,
+      amount,
+      crossShard,
+      outcome: "pending",
+      invokedAt: this.ctx.sim.now(),
+      completedAt: 0,
+    };
     this.transfers.set(tid, t);
     const compare = (key: string, modRevision: bigint) => ({
       key: Buffer.from(key),
@@ -195,9 +208,9 @@ class Client {
     });
     const gateway = this.gateway();
     let res: TxnResponse | undefined;
-    if (gateway) {
-      // Across shards: the gateway's engine coordinates. Within one: its leader as the gateway knows.
-      const target = crossShard ? gateway.id : this.leaderVia(gateway, shardOf(from));
+    // Across shards: the gateway's engine coordinates. Within one: its leader as the gateway knows.
+    const target = gateway && (crossShard ? gateway.id : this.leaderVia(gateway, shardOf(from)));
+    if (target) {
       try {
         res = await this.kv.rpc("client", target, (node) => node.router.txn(req), CLIENT_DEADLINE_MS);
       } catch (err) {
@@ -221,6 +234,8 @@ class Client {
       this.stats.refused++;
     } else if (res.succeeded) {
       t.outcome = "committed";
+      t.node = target;
+      t.revision = res.header?.revision;
       if (crossShard) this.stats.committedCross++;
       else this.stats.committedSame++;
     } else {
@@ -280,7 +295,10 @@ const describeRead = (r: Read) =>
   ACCOUNTS.map((a, i) => `${a}=${r.values[i]!.balance} (${r.values[i]!.tid})`).join(", ");
 
 /** One account's history from a replica of its shard: every version, oldest first. */
-function accountHistory(kv: SimShards, key: string): { balance: number; tid: string; version: bigint }[] {
+function accountHistory(
+  kv: SimShards,
+  key: string,
+): { balance: number; tid: string; version: bigint; modRevision: bigint }[] {
   const store = kv.durable.get(IDS[0])!.shards[shardOf(key)]!.store;
   return store
     .changesBetween(0, Number.MAX_SAFE_INTEGER, {
@@ -288,7 +306,7 @@ function accountHistory(kv: SimShards, key: string): { balance: number; tid: str
       prevKv: false,
     })
     .flatMap((c) => c.events)
-    .map((e) => ({ ...decode(e.kv!.value, key), version: e.kv!.version }));
+    .map((e) => ({ ...decode(e.kv!.value, key), version: e.kv!.version, modRevision: e.kv!.modRevision }));
 }
 
 /** Every check on the final histories; returns the violations found. */
@@ -301,6 +319,10 @@ function checkHistories(kv: SimShards, transfers: Map<string, Transfer>, reads: 
     position.set(account, at);
     h.forEach((w, i) => {
       if (w.version !== BigInt(i + 1)) bad.push(`${account}: version ${w.version} is write ${i + 1}`);
+      if (i > 0 && w.modRevision <= h[i - 1]!.modRevision)
+        bad.push(
+          `${account}: ${w.tid} at revision ${w.modRevision} after ${h[i - 1]!.tid} at ${h[i - 1]!.modRevision}`,
+        );
       if (at.has(w.tid)) bad.push(`${account}: transfer ${w.tid} applied twice`);
       at.set(w.tid, i);
       if (i === 0) {
@@ -329,6 +351,16 @@ function checkHistories(kv: SimShards, transfers: Map<string, Transfer>, reads: 
       );
     if (t.outcome === "committed" && !inFrom)
       bad.push(`transfer ${t.tid} was acknowledged but is not applied`);
+    if (inFrom && inTo) {
+      // One revision for the whole transfer, in every shard: a cut at any revision (what a
+      // Range over several shards reads) then holds all of it or none of it.
+      const rf = histories.get(t.from)![position.get(t.from)!.get(t.tid)!]!.modRevision;
+      const rt = histories.get(t.to)![position.get(t.to)!.get(t.tid)!]!.modRevision;
+      if (rf !== rt)
+        bad.push(`transfer ${t.tid} written at revision ${rf} in ${t.from} but ${rt} in ${t.to}`);
+      if (t.revision !== undefined && t.revision !== rf)
+        bad.push(`transfer ${t.tid} was answered with revision ${t.revision} but written at ${rf}`);
+    }
     if ((t.outcome === "refused" || t.outcome === "aborted") && (inFrom || inTo))
       bad.push(`transfer ${t.tid} was ${t.outcome} but is applied`);
   }
@@ -370,6 +402,15 @@ function checkHistories(kv: SimShards, transfers: Map<string, Transfer>, reads: 
       }
     }
   }
+  // Writes one node answered one after the other got increasing revisions (kv README,
+  // "Revisions across shards"), whatever their shards.
+  const acked = [...transfers.values()].filter((t) => t.outcome === "committed" && t.revision !== undefined);
+  for (const a of acked)
+    for (const b of acked)
+      if (a.node === b.node && a.completedAt < b.invokedAt && a.revision! >= b.revision!)
+        bad.push(
+          `through ${a.node}: ${a.tid} answered at ${a.completedAt} with revision ${a.revision}, then ${b.tid} sent at ${b.invokedAt} got ${b.revision}`,
+        );
   return bad;
 }
 
