@@ -1,11 +1,13 @@
 import { keyRange, prefixEnd, type RevisionChanges } from "@quorum/kv";
-import { type Prng, runSeeds, type ScenarioContext, seedCount } from "@quorum/sim";
+import { type Prng, runSeeds, type ScenarioContext, Simulation, seedCount } from "@quorum/sim";
 import { describe, expect, it } from "vitest";
 import {
   DeleteRangeRequest,
   LeaseGrantRequest,
   LeaseKeepAliveRequest,
   PutRequest,
+  WatchRequest,
+  type WatchResponse,
 } from "../src/gen/etcdserverpb/rpc.js";
 import { Event_EventType } from "../src/gen/mvccpb/kv.js";
 import {
@@ -383,5 +385,60 @@ describe("watch and lease under simulation", () => {
   it(slow, { timeout: 30_000 + 5_000 * seedCount({ seeds: 6 }) }, async () => {
     const { seeds } = await runSeeds(slow, (_seed, ctx) => watchScenario(ctx, { slow: true }), { seeds: 6 });
     expect(seeds.length).toBeGreaterThan(0);
+  });
+});
+
+/**
+ * The harness itself: a crashed process answers nothing, so a watch opened on a node's old
+ * incarnation must go silent, even though the store it read outlives the crash (the old
+ * service would otherwise keep feeding it from the new incarnation's applies).
+ */
+describe("simulated crash", () => {
+  it("ends the crashed incarnation's watch streams; the restarted node serves new ones", async () => {
+    const sim = new Simulation(7);
+    const kv = simKv(sim, ids);
+    try {
+      await kv.cluster.start();
+      await sim.eventually("a leader", () => kv.leader() !== undefined, 5_000);
+      const follower = ids.find((id) => id !== kv.leader())!;
+      const watch = (node: SimKvNode, got: WatchResponse[]) => {
+        const stream = node.service.watchHub.open({ write: (r) => got.push(r) > 0 });
+        stream.handle(WatchRequest.fromPartial({ createRequest: { key: Buffer.from("k") } }));
+      };
+      const put = async (value: string) => {
+        let done = false;
+        void onLeader(
+          { seed: 7, sim },
+          kv,
+          (n) => n.service.put(PutRequest.fromPartial({ key: Buffer.from("k"), value: Buffer.from(value) })),
+          5_000,
+        ).then(() => (done = true));
+        await sim.eventually(`put ${value}`, () => done, 5_000);
+      };
+      const old: WatchResponse[] = [];
+      watch(kv.cluster.runtime(follower)!, old);
+      await put("1");
+      await sim.eventually(
+        "the first incarnation sees the put",
+        () => old.some((r) => r.events.length > 0),
+        2_000,
+      );
+      kv.cluster.crash(follower);
+      await kv.cluster.restart(follower);
+      const fresh: WatchResponse[] = [];
+      watch(kv.cluster.runtime(follower)!, fresh);
+      const before = old.length;
+      await put("2");
+      await sim.eventually(
+        "the new incarnation sees the put",
+        () => fresh.some((r) => r.events.length > 0),
+        5_000,
+      );
+      await sim.runFor(500);
+      expect(old.length, "responses to the crashed incarnation's stream").toBe(before);
+      expect(fresh.flatMap((r) => r.events.map((e) => e.kv?.value.toString()))).toEqual(["2"]);
+    } finally {
+      await kv.close();
+    }
   });
 });
