@@ -67,7 +67,12 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   });
   // A data dir made with another layout would make every node refuse to start: say so now.
   cluster.checkDataDirs();
-  const view = new ClusterView(cluster, options.shards, log);
+  const view = new ClusterView(
+    cluster,
+    options.shards,
+    log,
+    options.consensus === "paxos" ? "ballot" : "term",
+  );
   const mapreduce = new WordCountJobs(join(cluster.dataDir, "mapreduce"), log);
 
   const partitioned = new Set<string>();
@@ -178,7 +183,8 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   });
   let ticking = true;
   const ticker = (async () => {
-    while (ticking) {
+    // Once stopping, the nodes get the signal too (same process group): their exits are no news.
+    while (ticking && !stopping) {
       const started = Date.now();
       await view.poll().catch(() => {});
       server.publish(snapshot());

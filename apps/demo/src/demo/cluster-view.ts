@@ -105,6 +105,8 @@ export class ClusterView {
     private readonly cluster: LocalCluster,
     private readonly shardCount: number,
     private readonly onEvent: (text: string) => void,
+    /** What the protocol calls its leadership epoch in the event log: "term" (Raft), "ballot" (Paxos). */
+    private readonly termName = "term",
     private readonly metricsEvery = 4,
   ) {
     this.shards = Array.from({ length: shardCount }, (_, shard) => ({ shard, leader: undefined, term: 0 }));
@@ -153,7 +155,7 @@ export class ClusterView {
     const where = this.shardCount > 1 ? `shard ${shard}: ` : "";
     this.onEvent(
       leader
-        ? `${where}${leader.name} is the leader (term ${change.term})`
+        ? `${where}${leader.name} is the leader (${this.termName} ${change.term})`
         : `${where}no leader${was ? ` (${was} lost it)` : ""}: election in progress`,
     );
   }
