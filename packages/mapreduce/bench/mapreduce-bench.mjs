@@ -139,6 +139,23 @@ function outputDigest(dir) {
   return { keys, total };
 }
 
+/**
+ * CPU time (ms) of this process and of its exited children: how much work a run cost, which a
+ * busy machine inflates far less than the wall time. Linux only (null elsewhere).
+ */
+function cpuMs() {
+  let children = null;
+  try {
+    // Fields 16 and 17 of /proc/self/stat: cutime and cstime, in clock ticks (100 per second).
+    const fields = readFileSync("/proc/self/stat", "utf8").split(") ")[1].split(" ");
+    children = (Number(fields[13]) + Number(fields[14])) * 10;
+  } catch {
+    return null;
+  }
+  const own = process.cpuUsage();
+  return (own.user + own.system) / 1000 + children;
+}
+
 const root = mkdtempSync(join(tmpdir(), "quorum-mr-bench-"));
 let interrupted = false;
 const onSignal = () => {
@@ -230,16 +247,20 @@ try {
     });
   }
   const samples = new Map(configs.map((c) => [c.name, []]));
+  const cpuSamples = new Map(configs.map((c) => [c.name, []]));
   const extras = new Map();
   for (let round = 1; round <= repeat; round++) {
     for (const config of configs) {
+      const cpuStart = cpuMs();
       const start = performance.now();
       const extra = await config.run();
       const seconds = (performance.now() - start) / 1000;
+      if (cpuStart !== null) cpuSamples.get(config.name).push((cpuMs() - cpuStart) / 1000);
       const p = extra.phases;
       const split = p ? `: start ${p.startMs}, map ${p.mapMs}, reduce ${p.reduceMs}, end ${p.endMs} ms` : "";
+      const cpu = cpuSamples.get(config.name).at(-1);
       process.stderr.write(
-        `  round ${round}: ${config.name}: ${seconds.toFixed(2)} s${split} (load ${loadavg()[0].toFixed(2)})\n`,
+        `  round ${round}: ${config.name}: ${seconds.toFixed(2)} s${cpu === undefined ? "" : `, cpu ${cpu.toFixed(2)} s`}${split} (load ${loadavg()[0].toFixed(2)})\n`,
       );
       samples.get(config.name).push(seconds);
       extras.set(config.name, extra);
@@ -258,6 +279,7 @@ try {
       seconds,
       best: Math.min(...all),
       samples: all,
+      cpuSeconds: cpuSamples.get(config.name).length ? median(cpuSamples.get(config.name)) : null,
       mbPerSec: mb / seconds,
       ...extras.get(config.name),
     });
@@ -276,15 +298,17 @@ try {
   console.log(
     `\nword count over ${mb.toFixed(1)} MB (${files.length} files), ${cpus().length} cores, R=${reduces}, load average ${loadAtStart} at start, ${load} at end`,
   );
-  console.log(`median of ${repeat} interleaved rounds; speedups compare medians`);
   console.log(
-    `${pad("run", 34)}${lpad("median s", 10)}${lpad("best s", 8)}${lpad("MB/s", 9)}${lpad("vs 1 worker", 13)}${lpad("vs shell", 10)}`,
+    `median of ${repeat} interleaved rounds; speedups compare medians; cpu s: CPU time of all processes of the run`,
+  );
+  console.log(
+    `${pad("run", 34)}${lpad("median s", 10)}${lpad("best s", 8)}${lpad("cpu s", 8)}${lpad("MB/s", 9)}${lpad("vs 1 worker", 13)}${lpad("vs shell", 10)}`,
   );
   for (const r of rows) {
     const vsOne = one ? (one.seconds / r.seconds).toFixed(2) + "x" : "-";
     const vsShell = sh ? (sh.seconds / r.seconds).toFixed(2) + "x" : "-";
     console.log(
-      `${pad(r.name, 34)}${lpad(r.seconds.toFixed(2), 10)}${lpad(r.best.toFixed(2), 8)}${lpad(r.mbPerSec.toFixed(1), 9)}${lpad(vsOne, 13)}${lpad(vsShell, 10)}`,
+      `${pad(r.name, 34)}${lpad(r.seconds.toFixed(2), 10)}${lpad(r.best.toFixed(2), 8)}${lpad(r.cpuSeconds === null ? "-" : r.cpuSeconds.toFixed(2), 8)}${lpad(r.mbPerSec.toFixed(1), 9)}${lpad(vsOne, 13)}${lpad(vsShell, 10)}`,
     );
   }
   console.log(`outputs agree (keys, total words) across runner and sequential: ${consistent ? "yes" : "NO"}`);
@@ -299,11 +323,13 @@ try {
       seed,
       repeat,
       loadAverageAtEnd: Number(load),
-      runs: rows.map(({ name, seconds, best, samples, mbPerSec, workers }) => ({
+      runs: rows.map(({ name, seconds, best, samples, cpuSeconds, mbPerSec, workers, phases }) => ({
         name,
         workers,
         seconds: Number(seconds.toFixed(3)),
         best: Number(best.toFixed(3)),
+        cpuSeconds: cpuSeconds === null ? null : Number(cpuSeconds.toFixed(3)),
+        phasesMs: phases,
         samples: samples.map((x) => Number(x.toFixed(3))),
         mbPerSec: Number(mbPerSec.toFixed(1)),
       })),
