@@ -555,8 +555,9 @@ export class Coordinator {
     const waiting = this.table.liveWorkers().filter((w) => !this.toldExit.has(w));
     if (waiting.length > 0 && now < this.endDeadline) return;
     this.ending = true;
-    // Let the reply that told the last worker go out before the server stops.
-    this.clock.schedule(50, () => void this.end(phase));
+    // After the current task, so the reply that told the last worker is on its way; the
+    // server's graceful shutdown then lets it finish.
+    this.clock.schedule(0, () => void this.end(phase));
   }
 
   private async end(phase: "done" | "failed"): Promise<void> {
