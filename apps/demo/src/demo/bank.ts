@@ -18,7 +18,10 @@ export interface BankStats {
   crossShard: number;
   /** The Txn's compare failed (an account changed since it was read): nothing written; the teller reads again. */
   compareFailed: number;
-  /** gRPC ABORTED: the two-phase commit met locks on every attempt and gave up; nothing written. */
+  /**
+   * gRPC ABORTED: the two-phase commit gave up (it met locks on every attempt, or a shard's
+   * leader was unreachable on every attempt, as during a failover); nothing written.
+   */
   conflicts: number;
   /** Any other error (UNAVAILABLE, deadline): committed or not is unknown, but never half applied. */
   unknown: number;
