@@ -656,10 +656,10 @@ export class KvService {
   ): Promise<RangeResponse> {
     checkRangeRequest(req);
     const local = async () => {
-      if (!req.serializable) {
-        await this.linearizable();
-        await this.settled(req.key, req.rangeEnd, req.revision);
-      }
+      if (!req.serializable) await this.linearizable();
+      // A read at a given revision waits even when serializable: a transaction prepared below
+      // it may still write at or below it (the router's consistent cuts rely on this).
+      if (!req.serializable || req.revision > 0n) await this.settled(req.key, req.rangeEnd, req.revision);
       return this.fill(this.store.range(req));
     };
     return call ? this.orForward(call, "range", local) : local();

@@ -8,31 +8,32 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import type { ReplicatedLog } from "@quorum/consensus";
-import type { RunningGrpcServer } from "@quorum/transport";
-import { startGrpcServer } from "@quorum/transport";
+import type { Clock, RunningGrpcServer, Timer } from "@quorum/transport";
+import { startGrpcServer, systemClock } from "@quorum/transport";
 import { Registry } from "prom-client";
 import { EtcdError, etcdErrors } from "../errors.js";
-import type {
-  CompactionRequest,
-  CompactionResponse,
-  DeleteRangeRequest,
-  DeleteRangeResponse,
-  LeaseGrantRequest,
-  LeaseGrantResponse,
-  LeaseLeasesRequest,
-  LeaseRevokeRequest,
-  LeaseRevokeResponse,
-  LeaseTimeToLiveRequest,
-  LeaseTimeToLiveResponse,
-  PutRequest,
-  PutResponse,
+import {
+  type CompactionRequest,
+  type CompactionResponse,
+  type DeleteRangeRequest,
+  type DeleteRangeResponse,
+  type LeaseGrantRequest,
+  type LeaseGrantResponse,
+  type LeaseLeasesRequest,
+  type LeaseRevokeRequest,
+  type LeaseRevokeResponse,
+  type LeaseTimeToLiveRequest,
+  type LeaseTimeToLiveResponse,
+  type PutRequest,
+  type PutResponse,
   RangeRequest,
-  RangeResponse,
-  ResponseHeader,
-  TxnRequest,
-  TxnResponse,
-  WatchRequest,
-  WatchResponse,
+  type RangeResponse,
+  type ResponseHeader,
+  type ResponseOp,
+  type TxnRequest,
+  type TxnResponse,
+  type WatchRequest,
+  type WatchResponse,
 } from "../gen/etcdserverpb/rpc.js";
 import {
   type ShardDecideRequest,
@@ -58,9 +59,11 @@ import {
   checkRangeRequest,
   checkTxnRequest,
   defaultMaxTxnOps,
+  isTxnSerializable,
 } from "../server/validate.js";
+import { evaluateCompare } from "../store/compare.js";
 import type { Intent } from "../store/intents.js";
-import type { ApplyResult, KvStore } from "../store/kv-store.js";
+import { type ApplyResult, isTxnReadOnly, type KvStore } from "../store/kv-store.js";
 import { mergeDelete, mergeRange, txnRanges } from "./merge.js";
 import { ShardedWatchStream } from "./sharded-watch.js";
 import { ShardMap } from "./split.js";
@@ -122,6 +125,10 @@ function randomLeaseId(): bigint {
   }
 }
 
+function header0(revision = 0n): ResponseHeader {
+  return { clusterId: 0n, memberId: 0n, revision, raftTerm: 0n };
+}
+
 function maxRev(parts: readonly { header?: ResponseHeader | undefined }[]): bigint {
   return parts.reduce((m, p) => (p.header && p.header.revision > m ? p.header.revision : m), 0n);
 }
@@ -137,7 +144,9 @@ export class ShardedKvService {
   private readonly shards: readonly ShardReplica[];
   private observed = 0;
   private readonly bumping = new Set<number>();
-  private readonly bumpTimer: NodeJS.Timeout | undefined;
+  private bumpTimer: Timer | undefined;
+  private readonly clock: Clock;
+  private closed = false;
   private readonly requestTimeoutMs: number;
   private readonly streams = new Set<ShardedWatchStream>();
   private readonly crossShard: CrossShardTxn | undefined;
@@ -175,9 +184,15 @@ export class ShardedKvService {
             : {}),
         }),
     );
+    this.clock = options.clock ?? systemClock;
     if (options.shards.length > 1) {
-      this.bumpTimer = setInterval(() => this.bump(), options.shardBumpIntervalMs ?? 20);
-      this.bumpTimer.unref();
+      const every = options.shardBumpIntervalMs ?? 20;
+      const tick = () => {
+        if (this.closed) return;
+        this.bump();
+        this.bumpTimer = this.clock.schedule(every, tick);
+      };
+      this.bumpTimer = this.clock.schedule(every, tick);
     }
     this.crossShard = options.crossShardTxn?.(this.txnAccess());
   }
@@ -230,11 +245,24 @@ export class ShardedKvService {
 
   /** Waits until every listed shard's local replica is at `revision` or beyond (bumps bring idle ones there). */
   private async waitFor(shards: readonly number[], revision: number): Promise<void> {
-    const deadline = Date.now() + this.requestTimeoutMs;
-    while (shards.some((s) => this.shards[s]!.store.revision() < revision)) {
-      if (Date.now() > deadline) throw etcdErrors.timeout();
-      setImmediate(() => this.bump());
-      await new Promise((r) => setTimeout(r, 2));
+    const deadline = this.clock.now() + this.requestTimeoutMs;
+    for (;;) {
+      const behind = shards.filter((s) => this.shards[s]!.store.revision() < revision);
+      if (behind.length === 0) return;
+      if (this.clock.now() > deadline) throw etcdErrors.timeout();
+      // Woken by the next entry any lagging replica applies (perhaps the bump's own, even
+      // before propose returns), or by the deadline.
+      await new Promise<void>((resolve) => {
+        const offs: (() => void)[] = [];
+        const done = () => {
+          for (const off of offs) off();
+          timer.cancel();
+          resolve();
+        };
+        const timer = this.clock.schedule(Math.max(0, deadline - this.clock.now()) + 1, done);
+        for (const s of behind) offs.push(this.shards[s]!.store.onApplied(done));
+        this.bump();
+      });
     }
   }
 
@@ -269,16 +297,25 @@ export class ShardedKvService {
     const shards = target !== undefined ? [target] : this.map.shardsOf(req.key, req.rangeEnd);
     if (shards.length <= 1) {
       const s = shards[0] ?? this.map.shardOf(req.key);
+      // One revision space: a revision another shard has reached is not in this one's future.
+      if (req.revision > 0n && Number(req.revision) <= this.maxKnown())
+        await this.waitFor([s], Number(req.revision));
       return this.done(await this.services[s]!.range(req, this.sub(call, req)));
     }
-    // A consistent cut: every shard read at the same revision T, once each local replica is
-    // at T (so no later write of any shard can land at or below T).
+    // A consistent cut: every shard read at the same revision T from this node's replicas,
+    // once each is at T and holds no transaction prepared below T. Then no later entry of any
+    // shard can change what is at or below T, so the local reads need no leader.
     const readAt = async (t: number) => {
       await this.waitFor(shards, t);
       return Promise.all(
         shards.map((s) => {
-          const sub = { ...req, ...this.map.clip(req.key, req.rangeEnd, s), revision: BigInt(t) };
-          return this.services[s]!.range(sub, this.sub(call, sub));
+          const sub = {
+            ...req,
+            ...this.map.clip(req.key, req.rangeEnd, s),
+            revision: BigInt(t),
+            serializable: true,
+          };
+          return this.services[s]!.range(sub);
         }),
       );
     };
@@ -287,32 +324,66 @@ export class ShardedKvService {
       t = Number(req.revision);
       if (t > this.maxKnown()) throw etcdErrors.futureRevision();
     } else {
-      if (!req.serializable) {
-        // A linearizable count on each shard's leader waits out transactions prepared in the
-        // range (one may be acknowledged already, at a revision this node has not seen): their
-        // leaders' replies then carry a revision at or above it, and the cut T covers it.
-        await Promise.all(
-          shards.map(async (s) => {
-            const sub = { ...req, ...this.map.clip(req.key, req.rangeEnd, s), countOnly: true };
-            this.observe((await this.services[s]!.range(sub, this.sub(call, sub))).header?.revision);
-          }),
-        );
-      }
+      if (!req.serializable) await this.settle([req], call);
       t = this.maxKnown();
     }
-    let parts = await readAt(t);
-    if (req.revision <= 0n && !req.serializable) {
-      // A write that completed before this read may carry a revision above T (seen by a
-      // shard leader, not yet here): read again at the highest revision the leaders reported.
-      const h = Number(maxRev(parts));
-      if (h > t) {
-        t = h;
-        parts = await readAt(t);
-      }
-    }
+    const parts = await readAt(t);
     const header = req.revision > 0n ? maxRev(parts) : BigInt(t);
     this.observe(maxRev(parts));
     return this.fill(mergeRange(req, parts, header));
+  }
+
+  /**
+   * Before a linearizable read over several shards picks its cut: a count on each involved
+   * shard's leader waits out transactions prepared in its part of the ranges (one may be
+   * acknowledged already, at a revision this node has not seen); the leaders' replies then
+   * carry a revision at or above it, so the cut (`maxKnown()`) covers it.
+   */
+  private async settle(ranges: readonly { key: Buffer; rangeEnd: Buffer }[], call: AnyCall | undefined) {
+    await Promise.all(
+      ranges.flatMap((r) =>
+        this.map.shardsOf(r.key, r.rangeEnd).map(async (s) => {
+          const sub = RangeRequest.fromPartial({ ...this.map.clip(r.key, r.rangeEnd, s), countOnly: true });
+          this.observe((await this.services[s]!.range(sub, this.sub(call, sub))).header?.revision);
+        }),
+      ),
+    );
+  }
+
+  /**
+   * A read-only Txn over several shards takes no locks: its compares and reads all run at one
+   * consistent cut T (multi-shard Ranges at revision T), which no transaction is half in.
+   */
+  private async readOnlyTxn(req: TxnRequest, call: AnyCall | undefined): Promise<TxnResponse> {
+    if (!isTxnSerializable(req)) await this.settle(txnRanges(req), call);
+    const t = BigInt(this.maxKnown());
+    const run = async (txn: TxnRequest): Promise<TxnResponse> => {
+      const checks = await Promise.all(
+        txn.compare.map(async (c) => {
+          const r = await this.range(
+            RangeRequest.fromPartial({ key: c.key, rangeEnd: c.rangeEnd, revision: t }),
+            call,
+          );
+          return evaluateCompare(c, r.kvs);
+        }),
+      );
+      const succeeded = checks.every(Boolean);
+      const responses = await Promise.all(
+        (succeeded ? txn.success : txn.failure).map(async (op): Promise<ResponseOp> => {
+          if (op.requestRange) {
+            const r = op.requestRange;
+            return {
+              responseRange: await this.range({ ...r, revision: r.revision > 0n ? r.revision : t }, call),
+            };
+          }
+          // etcd sends nested txn responses with an empty (all-zero) header.
+          if (op.requestTxn) return { responseTxn: { ...(await run(op.requestTxn)), header: header0() } };
+          return {};
+        }),
+      );
+      return { header: header0(t), succeeded, responses };
+    };
+    return run(req);
   }
 
   private fill<T extends { header?: ResponseHeader | undefined }>(r: T): T {
@@ -354,6 +425,7 @@ export class ShardedKvService {
       shards = [...set].sort((a, b) => a - b);
     }
     if (shards.length > 1) {
+      if (isTxnReadOnly(req)) return this.fill(await this.readOnlyTxn(req, call));
       if (this.crossShard) return this.fill(this.done(await this.crossShard.txn(req, shards)));
       throw new EtcdError(
         status.UNIMPLEMENTED,
@@ -442,6 +514,7 @@ export class ShardedKvService {
       (shard) => this.shards[shard]!.store.visibleRevision(),
       (r) => call.write(r),
       () => this.streams.delete(stream),
+      () => this.bump(),
     );
     this.streams.add(stream);
     const tracked = s0.trackStream(call as ServerDuplexStream<unknown, unknown>, "Watch", () =>
@@ -541,7 +614,8 @@ export class ShardedKvService {
 
   close(): void {
     this.crossShard?.close();
-    if (this.bumpTimer) clearInterval(this.bumpTimer);
+    this.closed = true;
+    this.bumpTimer?.cancel();
     for (const s of [...this.streams]) s.close();
     for (const s of this.services) s.close();
   }

@@ -53,6 +53,8 @@ export class ShardedWatchStream {
     private readonly revisionOf: (shard: number) => number,
     private readonly out: (r: WatchResponse) => boolean,
     private readonly onClose: () => void,
+    /** Events are held for a lagging shard: the router raises idle shards' revisions (bump). */
+    private readonly onHeld: () => void = () => {},
   ) {
     this.subs = hubs.map((hub, i) =>
       hub.open({ write: (r) => this.fromShard(i, r), advanced: () => this.flushAll() }),
@@ -211,6 +213,7 @@ export class ShardedWatchStream {
     for (const g of takeUpTo(w.queues, mark)) {
       this.write(response({ header: this.header(BigInt(g.revision)), watchId: w.id, events: g.events }));
     }
+    if (w.queues.some((q) => q.length > 0)) this.onHeld();
   }
 
   private flushAll(): void {

@@ -11,7 +11,12 @@ import {
   RangeRequest,
   TxnRequest,
 } from "../gen/etcdserverpb/rpc.js";
-import { type TxnDecision, type TxnPart, TxnVote_CompareResult, TxnVote_Outcome } from "../gen/quorum/kv/v1/command.js";
+import {
+  type TxnDecision,
+  type TxnPart,
+  TxnVote_CompareResult,
+  TxnVote_Outcome,
+} from "../gen/quorum/kv/v1/command.js";
 import { type ApplyResult, KvStore, type RevisionChanges } from "./kv-store.js";
 
 // A shard's side of a cross-shard Txn, on the store alone: prepare locks and votes, a
@@ -54,7 +59,8 @@ function decide(d: Partial<TxnDecision> & { txId: Buffer }) {
   if (r.type !== "txnDecided") throw new Error(`expected a decision, got ${r.type}`);
   return r.decision;
 }
-const value = (key: string) => store.range(RangeRequest.fromPartial({ key: b(key) })).kvs[0]?.value.toString();
+const value = (key: string) =>
+  store.range(RangeRequest.fromPartial({ key: b(key) })).kvs[0]?.value.toString();
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "quorum-xshard-"));
@@ -145,7 +151,9 @@ describe("a shard's part of a cross-shard Txn", () => {
       [4, ["c"]],
     ]);
     // History agrees with what was delivered live.
-    expect(store.changesBetween(3, 3).map((c) => c.events.map((e) => e.kv?.key.toString()))).toEqual([["b", "a"]]);
+    expect(store.changesBetween(3, 3).map((c) => c.events.map((e) => e.kv?.key.toString()))).toEqual([
+      ["b", "a"],
+    ]);
   });
 
   it("keeps prepared parts and records across a restart", () => {

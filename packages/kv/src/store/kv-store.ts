@@ -197,6 +197,7 @@ export class KvStore implements StateMachine<ApplyResult> {
   private readonly listeners = new Set<(changes: readonly RevisionChanges[]) => void>();
   private readonly intents = new IntentTable();
   private readonly intentListeners = new Set<() => void>();
+  private readonly appliedListeners = new Set<() => void>();
   private intentsChanged = false;
   /** Set by a cross-shard commit written below the current revision: its changes' revision. */
   private pastWrite: number | undefined;
@@ -347,6 +348,7 @@ export class KvStore implements StateMachine<ApplyResult> {
       this.intentsChanged = false;
       for (const listener of [...this.intentListeners]) listener();
     }
+    for (const listener of [...this.appliedListeners]) listener();
     return results;
   }
 
@@ -905,6 +907,12 @@ export class KvStore implements StateMachine<ApplyResult> {
   /** The prepared transaction (if any) whose locks conflict with `locks`. */
   lockHolder(locks: readonly Lock[]): Intent | undefined {
     return this.intents.conflict(locks);
+  }
+
+  /** Calls `listener` after each applied batch. */
+  onApplied(listener: () => void): () => void {
+    this.appliedListeners.add(listener);
+    return () => this.appliedListeners.delete(listener);
   }
 
   /** Calls `listener` after each applied batch that prepared or finished a cross-shard transaction. */
