@@ -253,6 +253,12 @@ function renderBank(snap) {
   const total = $('[data-testid="bank-total"]');
   total.textContent = bank.total ?? "–";
   total.className = `big ${bank.total === undefined ? "" : bank.total === bank.expectedTotal ? "ok" : "bad"}`;
+  set(
+    "bank-title",
+    bank.shards > 1
+      ? "Bank transfers across shards (etcd Txn, two-phase commit)"
+      : "Bank transfers (etcd Txn, one shard)",
+  );
   set("bank-expected", bank.expectedTotal);
   set("bank-committed", bank.committed);
   set("bank-cross-shard", bank.crossShard);

@@ -58,14 +58,16 @@ export class BankWorkload {
   constructor(
     private readonly client: Etcd3,
     shards: number,
-    accountsPerShard = 3,
+    /** At least this many accounts, spread evenly over the shards (9: 3 per shard of 3). */
+    accounts = 9,
     private readonly initialBalance = 1000,
     private readonly tellers = 3,
     private readonly pauseMs = 20,
   ) {
     this.prefixes = shardPrefixes(shards, "bank");
+    const accountsPerShard = Math.ceil(accounts / shards);
     // Numbered across shards ("/bank/01", "Bank/04", "bank/07"), so that a number names one account.
-    const accounts = this.prefixes.flatMap((prefix, shard) =>
+    const opened = this.prefixes.flatMap((prefix, shard) =>
       Array.from({ length: accountsPerShard }, (_, i) => ({
         key: `${prefix}${String(shard * accountsPerShard + i + 1).padStart(2, "0")}`,
         shard,
@@ -73,7 +75,7 @@ export class BankWorkload {
     );
     this.stats = {
       shards,
-      accounts,
+      accounts: opened,
       committed: 0,
       crossShard: 0,
       compareFailed: 0,
@@ -81,7 +83,7 @@ export class BankWorkload {
       unknown: 0,
       lastError: undefined,
       total: undefined,
-      expectedTotal: accounts.length * initialBalance,
+      expectedTotal: opened.length * initialBalance,
       balances: {},
       shardTotals: [],
       totalReadAt: undefined,
