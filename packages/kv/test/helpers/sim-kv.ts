@@ -226,7 +226,8 @@ export function simKv(sim: Simulation, ids: readonly string[], options: SimKvOpt
       clock: ctx.clock,
       ...options.service,
       // The router's bump timer is a real setInterval (it takes no clock): keep it out of the
-      // simulation. Bumps only serve reads over several shards, which these tests do not make.
+      // simulation. Bumps serve reads and watches over several shards; `shardBumpMs` below
+      // runs them on virtual time for the tests that need them.
       shardBumpIntervalMs: 1_000_000_000,
     });
     if (options.shardBumpMs !== undefined) {
