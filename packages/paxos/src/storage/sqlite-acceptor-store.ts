@@ -28,8 +28,9 @@ CREATE TABLE IF NOT EXISTS compacted (
 `;
 
 /**
- * Acceptor state in SQLite: WAL with synchronous=FULL, so a save is fsynced before it
- * returns, and one transaction per save (group commit of a whole Ready).
+ * Acceptor state in SQLite: WAL with synchronous=FULL, so a save with a promise, accepted
+ * values or a compaction is fsynced before it returns, and one transaction per save (group
+ * commit of a whole Ready). A save of chosen values only is not fsynced (see `save`).
  */
 export class SqliteAcceptorStore implements AcceptorStore {
   private readonly db: Database.Database;
@@ -116,7 +117,19 @@ export class SqliteAcceptorStore implements AcceptorStore {
 
   save(update: AcceptorUpdate): void {
     this.checkOpen();
-    this.saveTx(update);
+    // Only a promise, accepted values or a compaction must be on disk before the messages
+    // that depend on them leave (etcd's MustSync, as SqliteLogStore does). Chosen values
+    // alone are facts every replica can learn again: written without their own fsync (the
+    // next synced commit flushes them with the WAL), they are lost only on a power loss, and
+    // then relearned from the leader. This takes an fsync off the leader's commit path.
+    const mustSync =
+      update.promised !== undefined || update.accepted.length > 0 || update.compact !== undefined;
+    if (!mustSync) this.db.pragma("synchronous = NORMAL");
+    try {
+      this.saveTx(update);
+    } finally {
+      if (!mustSync) this.db.pragma("synchronous = FULL");
+    }
   }
 
   close(): void {
