@@ -40,7 +40,8 @@ export interface ShardTxnEngineOptions {
 /** One attempt's result: an answer, a conflict worth retrying, or an error for the client. */
 type Attempt =
   | { readonly kind: "done"; readonly response: TxnResponse }
-  | { readonly kind: "retry"; readonly why: string }
+  /** Not committed; worth another attempt. `conflict`: a lock, else a transient failure (no leader, timeout). */
+  | { readonly kind: "retry"; readonly why: string; readonly conflict: boolean }
   | { readonly kind: "error"; readonly error: unknown };
 
 /** Errors that say "not now" (no leader, leader changed, timeout): the attempt is retried. */
@@ -114,7 +115,10 @@ export class ShardTxnEngine implements CrossShardTxn {
     const deadline = this.clock.now() + this.timeoutMs;
     const startTs = BigInt(Math.floor(Date.now()));
     let why = "";
-    for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
+    let conflicts = 0;
+    // Conflicts count against maxAttempts; transient failures (a leader change) are retried
+    // until the deadline, so a failover delays a transaction instead of failing it.
+    for (let attempt = 1; ; attempt++) {
       const result = await this.attempt(req, plan, startTs, deadline);
       if (result.kind === "done") {
         this.outcomes?.inc({ outcome: "committed" });
@@ -124,8 +128,11 @@ export class ShardTxnEngine implements CrossShardTxn {
         this.outcomes?.inc({ outcome: "failed" });
         throw result.error;
       }
-      this.outcomes?.inc({ outcome: "conflict" });
       why = result.why;
+      if (result.conflict) {
+        this.outcomes?.inc({ outcome: "conflict" });
+        if (++conflicts >= this.maxAttempts) break;
+      }
       // Jittered exponential backoff, so two transactions that collided do not collide again.
       const delay = Math.min(200, 2 ** attempt) * (0.5 + this.random());
       if (this.clock.now() + delay >= deadline || this.closed) break;
@@ -134,7 +141,7 @@ export class ShardTxnEngine implements CrossShardTxn {
     this.outcomes?.inc({ outcome: "aborted" });
     throw new EtcdError(
       status.ABORTED,
-      `quorum: transaction aborted after ${this.maxAttempts} attempts (${why}); it had no effect, retry it`,
+      `quorum: transaction aborted (${conflicts} lock conflicts; last: ${why}); it had no effect, retry it`,
     );
   }
 
@@ -184,9 +191,9 @@ export class ShardTxnEngine implements CrossShardTxn {
     if (refused !== undefined || failure !== undefined) {
       // A prepare that failed (a timeout, say) may still have been applied: abort everywhere.
       this.abortEverywhere(txId, plan, deadline);
-      if (refused !== undefined) return { kind: "retry", why: `conflict: ${refused}` };
+      if (refused !== undefined) return { kind: "retry", why: `conflict: ${refused}`, conflict: true };
       if (transient(failure) && this.clock.now() < deadline)
-        return { kind: "retry", why: (failure as Error).message };
+        return { kind: "retry", why: (failure as Error).message, conflict: false };
       return { kind: "error", error: failure };
     }
     const succeeded = comparesHold(req, plan, votes);
@@ -214,7 +221,7 @@ export class ShardTxnEngine implements CrossShardTxn {
     if (!recorded.commit) {
       // Recovery (on another node) aborted it first: nothing was written.
       this.abortEverywhere(txId, plan, deadline);
-      return { kind: "retry", why: "recovery aborted it" };
+      return { kind: "retry", why: "recovery aborted it", conflict: false };
     }
     for (const shard of plan.shards.slice(1))
       this.background(this.decide(shard, recorded, deadline + this.timeoutMs));
