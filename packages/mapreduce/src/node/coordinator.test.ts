@@ -78,6 +78,21 @@ describe("Coordinator", () => {
     expect(reduce.mapLocations).toEqual([{ mapIndex: 0, workerId: "a", shuffleAddress: "127.0.0.1:1" }]);
   });
 
+  it("offers no task to the held request of a worker whose process exited", async () => {
+    const job = await oneSplitJob();
+    cleanup = job.stop;
+    const map = await job.requestTask({ workerId: "a", shuffleAddress: "127.0.0.1:1" });
+    const held = job.requestTask({ workerId: "b", shuffleAddress: "127.0.0.1:2" });
+    await until(() => job.coordinator.progress().liveWorkers === 2);
+    job.coordinator.workerExited("b");
+    expect((await held).kind).toBe(TaskKind.TASK_KIND_WAIT);
+    await job.reportTask(job.done("a", map));
+    // The reduce task waits for a live worker; b was not taken back by its old request.
+    const p = job.coordinator.progress();
+    expect(p.liveWorkers).toBe(1);
+    expect(p.reduce.idle).toBe(1);
+  });
+
   it("answers a held request EXIT when the job ends", async () => {
     const job = await oneSplitJob();
     cleanup = job.stop;

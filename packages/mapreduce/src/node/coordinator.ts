@@ -297,6 +297,9 @@ export class Coordinator {
   /** The host saw a worker process exit (faster than waiting for its heartbeat to stop). */
   workerExited(workerId: string): void {
     if (this.stopped) return;
+    // Its held request (if the connection's end was not seen yet) must not be offered a task:
+    // that would take the worker back as alive and strand the task until it timed out.
+    this.parked.get(workerId)?.answer({ type: "wait" });
     this.table.workerDead(workerId, this.clock.now());
     this.afterChange();
   }
