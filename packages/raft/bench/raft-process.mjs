@@ -127,7 +127,11 @@ function openStateMachine(path, kind) {
 }
 
 const machine = openStateMachine(join(dir, `${id}-sm.db`), mode);
-const storage = new SqliteLogStore({ path: join(dir, `${id}-log.db`) });
+// RAFT_WRITER_THREAD=1: the log's writes and fsyncs on a worker thread (SqliteLogStore writerThread).
+const storage = new SqliteLogStore({
+  path: join(dir, `${id}-log.db`),
+  writerThread: process.env.RAFT_WRITER_THREAD === "1",
+});
 const transport = new GrpcTransport({
   nodeId: id,
   clusterId,

@@ -100,7 +100,14 @@ export async function raftScenario(
       }
     }
   };
-  const clients = ["c1", "c2", "c3"].map((c) => client(c).catch((e) => sim.fail(e)));
+  let clientsDone = 0;
+  const clients = ["c1", "c2", "c3"].map((c) =>
+    client(c)
+      .catch((e) => sim.fail(e))
+      .finally(() => {
+        clientsDone++;
+      }),
+  );
 
   // On odd seeds, membership churn: remove a follower, add it back as a learner, promote it.
   // "restore": only add back and promote, until all five are voters again.
@@ -155,7 +162,10 @@ export async function raftScenario(
   const before = acked.size;
   await sim.eventually("5 more proposals commit after healing", () => acked.size >= before + 5, 5_000);
   stop = true;
-  await sim.runUntilTime(sim.now() + 300);
+  // A client may be waiting on its 400 ms fallback (a call to a node that crashed never
+  // settles), which only fires while the simulation runs: run until all have stopped.
+  // (Awaiting them after a fixed 300 ms hung seed 2938246818 forever.)
+  await sim.eventually("the clients stop", () => clientsDone === clients.length, 2_000);
   await Promise.all(clients);
   const dump = () => {
     if (!process.env.QUORUM_DEBUG) return;

@@ -7,7 +7,7 @@ export interface LogStoreFactory {
   /** A fresh, empty store bootstrapped with `members`. */
   create(members: readonly RaftMember[]): LogStore;
   /** Closes `store` and opens it again from its durable state (undefined: not durable). */
-  reopen?(store: LogStore): LogStore;
+  reopen?(store: LogStore): LogStore | Promise<LogStore>;
 }
 
 const members: RaftMember[] = [
@@ -24,10 +24,13 @@ function ents(from: number, terms: number[]): Entry[] {
   }));
 }
 
-/** The behaviour every LogStore shares: run against the in-memory and the SQLite one. */
+/**
+ * The behaviour every LogStore shares: run against the in-memory and the SQLite ones. Each save
+ * is awaited, as the host does (a store may sync off the event loop).
+ */
 export function describeLogStore(name: string, factory: LogStoreFactory): void {
   describe(`LogStore contract: ${name}`, () => {
-    it("starts empty with the bootstrap configuration", () => {
+    it("starts empty with the bootstrap configuration", async () => {
       const s = factory.create(members);
       expect(s.hardState()).toEqual(EMPTY_HARD_STATE);
       expect(s.firstIndex()).toBe(1);
@@ -38,9 +41,9 @@ export function describeLogStore(name: string, factory: LogStoreFactory): void {
       s.close();
     });
 
-    it("saves entries and hard state together and reads them back", () => {
+    it("saves entries and hard state together and reads them back", async () => {
       const s = factory.create(members);
-      s.save({ entries: ents(1, [1, 1, 2]), hardState: { term: 2, vote: "n1", commit: 2 } });
+      await s.save({ entries: ents(1, [1, 1, 2]), hardState: { term: 2, vote: "n1", commit: 2 } });
       expect(s.lastIndex()).toBe(3);
       expect(s.term(3)).toBe(2);
       expect(s.hardState()).toEqual({ term: 2, vote: "n1", commit: 2 });
@@ -52,27 +55,27 @@ export function describeLogStore(name: string, factory: LogStoreFactory): void {
       s.close();
     });
 
-    it("limits entries by bytes but always returns at least one", () => {
+    it("limits entries by bytes but always returns at least one", async () => {
       const s = factory.create(members);
-      s.save({ entries: ents(1, [1, 1, 1, 1]) });
+      await s.save({ entries: ents(1, [1, 1, 1, 1]) });
       expect(s.entries(1, 5, 1)).toHaveLength(1);
       expect(s.entries(1, 5, 50)).toHaveLength(2);
       s.close();
     });
 
-    it("truncates a conflicting suffix when entries are saved from an earlier index", () => {
+    it("truncates a conflicting suffix when entries are saved from an earlier index", async () => {
       const s = factory.create(members);
-      s.save({ entries: ents(1, [1, 1, 1, 1]) });
-      s.save({ entries: ents(3, [2]) });
+      await s.save({ entries: ents(1, [1, 1, 1, 1]) });
+      await s.save({ entries: ents(3, [2]) });
       expect(s.lastIndex()).toBe(3);
       expect(s.term(3)).toBe(2);
       expect(s.term(4)).toBeUndefined();
       s.close();
     });
 
-    it("refuses a gap or an overwrite of compacted entries, leaving the store unchanged", () => {
+    it("refuses a gap or an overwrite of compacted entries, leaving the store unchanged", async () => {
       const s = factory.create(members);
-      s.save({ entries: ents(1, [1, 1, 1]) });
+      await s.save({ entries: ents(1, [1, 1, 1]) });
       expect(() => s.save({ entries: ents(5, [1]) })).toThrow(/gap/);
       s.compact(2);
       expect(() => s.save({ entries: ents(2, [3]) })).toThrow(/compacted/);
@@ -81,7 +84,7 @@ export function describeLogStore(name: string, factory: LogStoreFactory): void {
       s.close();
     });
 
-    it("compacts: earlier entries are gone, the snapshot keeps the term and configuration there", () => {
+    it("compacts: earlier entries are gone, the snapshot keeps the term and configuration there", async () => {
       const s = factory.create(members);
       const change: Entry = {
         index: 2,
@@ -89,7 +92,7 @@ export function describeLogStore(name: string, factory: LogStoreFactory): void {
         type: "config",
         data: encodeConfChange({ type: "addLearner", id: "n3", address: "a:3" }),
       };
-      s.save({ entries: [...ents(1, [1]), change, ...ents(3, [2, 2])] });
+      await s.save({ entries: [...ents(1, [1]), change, ...ents(3, [2, 2])] });
       s.compact(3);
       expect(s.firstIndex()).toBe(4);
       expect(s.term(3)).toBe(2);
@@ -101,7 +104,7 @@ export function describeLogStore(name: string, factory: LogStoreFactory): void {
       s.close();
     });
 
-    it("lists the config entries after the snapshot", () => {
+    it("lists the config entries after the snapshot", async () => {
       const s = factory.create(members);
       const change: Entry = {
         index: 2,
@@ -109,17 +112,17 @@ export function describeLogStore(name: string, factory: LogStoreFactory): void {
         type: "config",
         data: encodeConfChange({ type: "remove", id: "n2" }),
       };
-      s.save({ entries: [...ents(1, [1]), change, ...ents(3, [1])] });
+      await s.save({ entries: [...ents(1, [1]), change, ...ents(3, [1])] });
       expect(s.configEntries().map((e) => e.index)).toEqual([2]);
       expect(s.configEntries()[0]!.data).toEqual(change.data);
       s.close();
     });
 
-    it("installing a snapshot replaces the whole log", () => {
+    it("installing a snapshot replaces the whole log", async () => {
       const s = factory.create(members);
-      s.save({ entries: ents(1, [1, 1, 1]) });
+      await s.save({ entries: ents(1, [1, 1, 1]) });
       const snapshot = { index: 10, term: 3, members: [members[0]!] };
-      s.save({ snapshot, entries: ents(11, [3]), hardState: { term: 3, vote: "", commit: 10 } });
+      await s.save({ snapshot, entries: ents(11, [3]), hardState: { term: 3, vote: "", commit: 10 } });
       expect(s.firstIndex()).toBe(11);
       expect(s.lastIndex()).toBe(11);
       expect(s.term(10)).toBe(3);
@@ -130,11 +133,11 @@ export function describeLogStore(name: string, factory: LogStoreFactory): void {
 
     if (factory.reopen) {
       const reopen = factory.reopen;
-      it("recovers hard state, entries and snapshot after reopening", () => {
+      it("recovers hard state, entries and snapshot after reopening", async () => {
         let s = factory.create(members);
-        s.save({ entries: ents(1, [1, 1, 2, 2]), hardState: { term: 2, vote: "n2", commit: 3 } });
+        await s.save({ entries: ents(1, [1, 1, 2, 2]), hardState: { term: 2, vote: "n2", commit: 3 } });
         s.compact(2);
-        s = reopen(s);
+        s = await reopen(s);
         expect(s.hardState()).toEqual({ term: 2, vote: "n2", commit: 3 });
         expect(s.firstIndex()).toBe(3);
         expect(s.lastIndex()).toBe(4);

@@ -32,6 +32,23 @@ describeLogStore("SqliteLogStore", {
   },
 });
 
+describeLogStore("SqliteLogStore with a writer thread", {
+  create(members) {
+    const path = join(dir, `log-${n++}.db`);
+    const store = new SqliteLogStore({ path, initialMembers: members, writerThread: true });
+    paths.set(store, path);
+    return store;
+  },
+  async reopen(store) {
+    const path = paths.get(store)!;
+    await (store as SqliteLogStore).flushed();
+    store.close();
+    const again = new SqliteLogStore({ path, writerThread: true });
+    paths.set(again, path);
+    return again;
+  },
+});
+
 describe("SqliteLogStore under a running cluster", () => {
   it("fsyncs only saves that must be durable, and keeps every save", () => {
     const path = join(dir, "mustsync.db");

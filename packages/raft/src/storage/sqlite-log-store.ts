@@ -11,6 +11,7 @@ import {
   type RaftMember,
   type SnapshotMeta,
 } from "../core/types.js";
+import { LogWriter } from "./log-writer.js";
 
 const TYPE_CODES: Record<EntryType, number> = { normal: 0, noop: 1, config: 2 };
 const TYPES: readonly EntryType[] = ["normal", "noop", "config"];
@@ -29,6 +30,11 @@ export interface SqliteLogStoreOptions {
   readonly initialMembers?: readonly RaftMember[];
   /** Recent entries kept in memory to serve the leader's sends without reading SQLite. Default 4096. */
   readonly cacheEntries?: number;
+  /**
+   * Write (and fsync) on a worker thread (`LogWriter`): `save` then returns a promise that
+   * resolves once the update is durable, and the event loop runs meanwhile. Default false.
+   */
+  readonly writerThread?: boolean;
 }
 
 /**
@@ -38,8 +44,9 @@ export interface SqliteLogStoreOptions {
  */
 export class SqliteLogStore implements LogStore {
   readonly db: Database.Database;
-  /** `save` runs its transaction and fsync on the calling thread. */
-  readonly blocksOnSync = true;
+  /** `save` runs its transaction and fsync on the calling thread (unless `writerThread`). */
+  readonly blocksOnSync: boolean;
+  private readonly writer: LogWriter | undefined;
   private hs: HardState = EMPTY_HARD_STATE;
   private snap: SnapshotMeta = EMPTY_SNAPSHOT;
   private last = 0;
@@ -50,6 +57,7 @@ export class SqliteLogStore implements LogStore {
     term: Database.Statement<[number], { term: number }>;
     range: Database.Statement<[number, number], EntryRow>;
     configs: Database.Statement<[number], EntryRow>;
+    configsBetween: Database.Statement<[number, number], EntryRow>;
     insert: Database.Statement<[number, number, number, Uint8Array]>;
     deleteFrom: Database.Statement<[number]>;
     deleteThrough: Database.Statement<[number]>;
@@ -79,6 +87,9 @@ export class SqliteLogStore implements LogStore {
       configs: this.db.prepare(
         "SELECT idx, term, type, data FROM raft_entries WHERE type = 2 AND idx <= ? ORDER BY idx",
       ),
+      configsBetween: this.db.prepare(
+        "SELECT idx, term, type, data FROM raft_entries WHERE type = 2 AND idx > ? AND idx < ? ORDER BY idx",
+      ),
       insert: this.db.prepare("INSERT INTO raft_entries (idx, term, type, data) VALUES (?, ?, ?, ?)"),
       deleteFrom: this.db.prepare("DELETE FROM raft_entries WHERE idx >= ?"),
       deleteThrough: this.db.prepare("DELETE FROM raft_entries WHERE idx <= ?"),
@@ -105,6 +116,10 @@ export class SqliteLogStore implements LogStore {
     }
     const max = this.db.prepare("SELECT MAX(idx) AS last FROM raft_entries").get() as { last: number | null };
     this.last = max.last ?? this.snap.index;
+    // In memory there is no second connection: the writer thread is for files.
+    this.writer =
+      options.writerThread && options.path !== ":memory:" ? new LogWriter(options.path) : undefined;
+    this.blocksOnSync = this.writer === undefined;
   }
 
   hardState(): HardState {
@@ -126,8 +141,17 @@ export class SqliteLogStore implements LogStore {
       }
       return out;
     }
-    for (const row of this.stmt.range.iterate(lo, hi)) {
+    // Below the cache from SQLite (with a writer thread the cached rows may not be there yet),
+    // then on from the cache.
+    const sqlEnd = this.tail.length > 0 ? Math.min(hi, tailStart) : hi;
+    for (const row of this.stmt.range.iterate(lo, sqlEnd)) {
       const e = toEntry(row);
+      bytes += entrySize(e);
+      if (out.length > 0 && bytes > maxBytes) return out;
+      out.push(e);
+    }
+    for (let i = sqlEnd; i < hi; i++) {
+      const e = this.tail[i - tailStart]!;
       bytes += entrySize(e);
       if (out.length > 0 && bytes > maxBytes) break;
       out.push(e);
@@ -160,10 +184,14 @@ export class SqliteLogStore implements LogStore {
   }
 
   configEntries(): Entry[] {
-    return this.stmt.configs.all(Number.MAX_SAFE_INTEGER).map(toEntry);
+    // Rows below the cache from SQLite, the rest from the cache: with a writer thread, SQLite
+    // may still hold rows that a compaction or a truncation has already removed from the view.
+    const tailStart = this.tail.length > 0 ? this.tailStart() : Number.MAX_SAFE_INTEGER;
+    const stored = this.stmt.configsBetween.all(this.snap.index, tailStart).map(toEntry);
+    return stored.concat(this.tail.filter((e) => e.type === "config"));
   }
 
-  save(update: LogUpdate): void {
+  save(update: LogUpdate): void | Promise<void> {
     const entries = update.entries ?? [];
     if (!update.hardState && !update.snapshot && entries.length === 0) return;
     // Checked before writing so that a bad update leaves the store unchanged.
@@ -185,6 +213,7 @@ export class SqliteLogStore implements LogStore {
       update.snapshot !== undefined ||
       (update.hardState !== undefined &&
         (update.hardState.term !== this.hs.term || update.hardState.vote !== this.hs.vote));
+    if (this.writer) return this.saveOnWriter(update, mustSync);
     if (!mustSync) this.db.pragma("synchronous = NORMAL");
     try {
       this.saveTx(update);
@@ -199,34 +228,81 @@ export class SqliteLogStore implements LogStore {
     }
   }
 
+  /**
+   * The view (hard state, snapshot, last index, cache) moves at once, as a page cache would;
+   * the rows follow on the writer thread. Reads below the cache go to SQLite, so the cache
+   * never drops entries of this update: every older one is committed, since the host awaits
+   * each save before the next.
+   */
+  private saveOnWriter(update: LogUpdate, mustSync: boolean): Promise<void> | undefined {
+    this.applyToView(update, true);
+    const entries = update.entries ?? [];
+    const done = this.writer!.post({
+      op: "save",
+      mustSync,
+      update: {
+        snapshot: update.snapshot ? JSON.stringify(update.snapshot) : undefined,
+        hardState: update.hardState ? JSON.stringify(update.hardState) : undefined,
+        entries: entries.map((e) => [e.index, e.term, TYPE_CODES[e.type], e.data] as const),
+      },
+    });
+    // A commit-index-only update need not be durable before anything (see `save`); its
+    // failure still surfaces on the next save, which fails with the writer's first error.
+    if (!mustSync) {
+      done.catch(() => {});
+      return undefined;
+    }
+    return done;
+  }
+
   private applyUpdate(update: LogUpdate): void {
     if (update.snapshot) {
       this.stmt.deleteAll.run();
+      this.stmt.putMeta.run("snapshot", JSON.stringify(update.snapshot));
+    }
+    const entries = update.entries ?? [];
+    if (entries.length > 0) {
+      this.stmt.deleteFrom.run(entries[0]!.index);
+      for (const e of entries) this.stmt.insert.run(e.index, e.term, TYPE_CODES[e.type], e.data);
+    }
+    if (update.hardState) this.stmt.putMeta.run("hardState", JSON.stringify(update.hardState));
+    this.applyToView(update, false);
+  }
+
+  private applyToView(update: LogUpdate, keepAllNew: boolean): void {
+    if (update.snapshot) {
       this.snap = update.snapshot;
       this.last = update.snapshot.index;
       this.tail = [];
-      this.stmt.putMeta.run("snapshot", JSON.stringify(this.snap));
     }
     const entries = update.entries ?? [];
     if (entries.length > 0) {
       const first = entries[0]!.index;
-      this.stmt.deleteFrom.run(first);
-      for (const e of entries) this.stmt.insert.run(e.index, e.term, TYPE_CODES[e.type], e.data);
       // The cache stays contiguous: keep what precedes `first`, then the new entries.
       const keep = first >= this.tailStart() ? first - this.tailStart() : 0;
       const tail = this.tail.slice(0, keep).concat(entries);
-      this.tail = tail.length > this.cacheEntries ? tail.slice(tail.length - this.cacheEntries) : tail;
+      const size = keepAllNew ? Math.max(this.cacheEntries, entries.length) : this.cacheEntries;
+      this.tail = tail.length > size ? tail.slice(tail.length - size) : tail;
       this.last = entries.at(-1)!.index;
     }
-    if (update.hardState) {
-      this.hs = update.hardState;
-      this.stmt.putMeta.run("hardState", JSON.stringify(this.hs));
-    }
+    if (update.hardState) this.hs = update.hardState;
   }
 
   compact(index: number): void {
     if (index <= this.snap.index) return;
     if (index > this.last) throw new StorageError(`cannot compact to ${index} beyond the end`);
+    if (this.writer) {
+      // Entries up to `index` are applied, so committed and in SQLite: read their configs here.
+      const configs = this.stmt.configsBetween.all(this.snap.index, index + 1).map(toEntry);
+      const members = membersAfter(this.snap.members, configs);
+      const term = this.term(index)!;
+      const tailStart = this.tailStart();
+      if (index >= tailStart) this.tail = this.tail.slice(index - tailStart + 1);
+      this.snap = { index, term, members };
+      // A crash before it commits merely leaves the log uncompacted (one transaction).
+      this.writer.post({ op: "compact", index, snapshot: JSON.stringify(this.snap) }).catch(() => {});
+      return;
+    }
     const before = this.snap;
     try {
       this.compactTx(index);
@@ -246,7 +322,13 @@ export class SqliteLogStore implements LogStore {
     this.stmt.putMeta.run("snapshot", JSON.stringify(this.snap));
   }
 
+  /** Resolves once every write so far is in SQLite (immediate without a writer thread). */
+  async flushed(): Promise<void> {
+    await this.writer?.flushed();
+  }
+
   close(): void {
+    void this.writer?.close();
     if (this.db.open) this.db.close();
   }
 }
