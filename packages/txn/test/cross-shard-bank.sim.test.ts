@@ -22,16 +22,24 @@ import { type ProtocolStep, type SimShardNode, type SimShards, simShards } from 
  * participant), messages are lost, delayed and duplicated and the network is partitioned.
  *
  * Checked:
- * - every read of all accounts (a read-only Txn over the three shards) sums to the total, and
- *   is a consistent cut of the accounts' histories that includes every transfer acknowledged
- *   before the read began (reads are strictly serializable);
+ * - every read of all accounts sums to the total, and is a consistent cut of the accounts'
+ *   histories that includes every transfer acknowledged before the read began (reads are
+ *   strictly serializable). Reader "r1" sends a read-only Txn over the three shards to the
+ *   router (a lock-free cut), reader "e1" to the engine (shared locks in every shard);
  * - each account's history is a chain: each write moves the balance by its transfer's amount
  *   from the write before (no lost update), and no transfer is half applied (each transfer id,
  *   which every written value carries, is in both accounts' histories or in neither);
+ * - a transfer has one revision in both shards (so any cut by revision holds all or none of
+ *   it), the one its client was answered with; each account's revisions increase; writes one
+ *   node answered one after the other got increasing revisions;
  * - acknowledged transfers are in the histories, refused or aborted ones are not;
- * - after healing, once the workload is quiet, no replica of any shard holds a prepared part
- *   after `lockBoundMs` of virtual time; the total is conserved at the end, and the replicas
- *   of each shard hold the same data.
+ * - from the heal on, no prepared part stays in a shard leader's replica longer than
+ *   `lockBoundMs` (counted from the heal or its prepare), all are gone once the workload is
+ *   quiet, the total is conserved at the end, and the replicas of each shard converge to the
+ *   same data with nothing prepared.
+ *
+ * QUORUM_SEEDS=N runs N seeds, QUORUM_SEED=S replays one, QUORUM_DEBUG=1 prints each seed's
+ * counts, QUORUM_TRACE=1 every call of the protocol and every client step.
  */
 
 const IDS = ["n1", "n2", "n3"] as const;
@@ -58,8 +66,10 @@ function engineOptions(seed: number) {
  */
 const lockBoundMs = (e: ReturnType<typeof engineOptions>) =>
   e.staleAfterMs + 2 * e.recoveryIntervalMs + 1_000;
-const SAFETY_MS = 4_000;
+const SAFETY_MS = 5_000;
 const CLIENT_DEADLINE_MS = 3_000;
+/** A client's wait for one Txn: the engine's own deadline (1.5 s, retries included) and two trips. */
+const TXN_TIMEOUT_MS = 2_000;
 /** One attempt of a read (the service's own deadline is 500 ms). */
 const ATTEMPT_MS = 700;
 const TRANSFER_CLIENTS = 6;
@@ -225,7 +235,7 @@ class Client {
     const target = gateway && (crossShard ? gateway.id : this.leaderVia(gateway, shardOf(from)));
     if (target) {
       try {
-        res = await this.kv.rpc("client", target, (node) => node.router.txn(req), CLIENT_DEADLINE_MS);
+        res = await this.kv.rpc("client", target, (node) => node.router.txn(req), TXN_TIMEOUT_MS);
       } catch (err) {
         t.completedAt = this.ctx.sim.now();
         if (isEtcdError(err) && err.code === status.ABORTED) {
@@ -272,7 +282,7 @@ class Client {
         invokedAt + CLIENT_DEADLINE_MS,
         (g) => via ?? g.id,
         (node) => (engine ? node.engine.txn(req, [0, 1, 2]) : node.router.txn(req)),
-        engine ? CLIENT_DEADLINE_MS : ATTEMPT_MS,
+        engine ? TXN_TIMEOUT_MS : ATTEMPT_MS,
       );
     } catch (err) {
       if (!(isEtcdError(err) && err.code === status.ABORTED)) throw err;
@@ -478,14 +488,20 @@ async function bankScenario(ctx: ScenarioContext): Promise<void> {
       if (crashAtSteps && !cluster.isUp(id)) cluster.restart(id).catch((e: unknown) => sim.fail(e));
     });
   };
+  /**
+   * The prepared parts that lock anything: those in the replica of each shard's leader, which
+   * applies every prepare and write. (A follower that is behind holds decided parts until it
+   * catches up, which Raft bounds, not the engine; the final convergence check covers it.)
+   */
   const preparedParts = () =>
-    IDS.flatMap((id) =>
-      kv!.durable
-        .get(id)!
-        .shards.flatMap((s, shard) =>
-          s.store.preparedTxns().map((i) => `${id}/shard ${shard}: ${i.txId.toString("hex")}`),
-        ),
-    );
+    Array.from({ length: SHARDS }, (_, shard) => {
+      const leader = kv!.shardLeader(shard);
+      if (!leader) return [];
+      return kv!.durable
+        .get(leader)!
+        .shards[shard]!.store.preparedTxns()
+        .map((i) => `${leader}/shard ${shard}: ${i.txId.toString("hex")}`);
+    }).flat();
   kv = simShards(sim, IDS, {
     shards: SHARDS,
     engine,
@@ -562,8 +578,9 @@ async function bankScenario(ctx: ScenarioContext): Promise<void> {
 
     crashAtSteps = false;
     await kv.cluster.livenessPhase();
-    // From the heal on, no prepared part stays longer than the bound in any replica (counted
-    // from the heal for parts prepared before it): coordinators finish theirs, recovery the rest.
+    // From the heal on, no prepared part stays longer than the bound in a shard leader's replica
+    // (counted from the heal for parts prepared before it): coordinators finish theirs, recovery
+    // the rest.
     const bound = lockBoundMs(engine);
     const since = new Map<string, number>();
     let watchLocks = true;
@@ -583,10 +600,14 @@ async function bankScenario(ctx: ScenarioContext): Promise<void> {
       return undefined;
     });
     const committed = () => stats.committedCross + stats.committedSame;
-    const c0 = committed();
-    await sim.eventually("transfers go on after healing", () => committed() >= c0 + 5, 10_000);
-    // Reads of all accounts may starve while transfers run (no-wait locking gives a read of
-    // every account no priority; see the README's known gaps): they must go on without them.
+    const [c0, x0] = [committed(), stats.committedCross];
+    await sim.eventually(
+      "transfers (3 across shards) go on after healing",
+      () => committed() >= c0 + 5 && stats.committedCross >= x0 + 3,
+      10_000,
+    );
+    // The engine's reads of all accounts may starve while transfers run (no-wait locking gives
+    // a transaction over every account no priority): reads must go on once transfers stop.
     stopTransfers = true;
     let transfersDone = false;
     void Promise.all(running.slice(0, TRANSFER_CLIENTS)).then(() => (transfersDone = true));
@@ -635,6 +656,11 @@ async function bankScenario(ctx: ScenarioContext): Promise<void> {
       for (const [i, d] of dumps.entries())
         if (d !== dumps[0])
           throw new Error(`shard ${shard}: ${IDS[i]} holds ${d}, ${IDS[0]} holds ${dumps[0]}`);
+      for (const [i, store] of stores.entries())
+        if (store.preparedTxns().length > 0)
+          throw new Error(
+            `shard ${shard}: ${IDS[i]} still holds prepared parts after converging${context()}`,
+          );
     }
 
     const violations = checkHistories(kv, transfers, reads);
@@ -649,9 +675,6 @@ async function bankScenario(ctx: ScenarioContext): Promise<void> {
         `locks at quiet ${held}, released after ${releasedAfter} ms, longest hold after healing ${longestHold} ms (bound ${bound})`,
       );
     // A seed whose faults let (almost) no transfer through tests nothing: the workload must run.
-    if (stats.committedCross < 3)
-      throw new Error(`only ${stats.committedCross} cross-shard transfers committed${context()}`);
-    if (stats.reads < 3) throw new Error(`only ${stats.reads} reads of all accounts completed${context()}`);
   } catch (err) {
     if (err instanceof Error && !err.message.includes("\nstats ")) err.message += context();
     throw err;

@@ -396,10 +396,8 @@ export function simShards(sim: Simulation, ids: readonly string[], options: SimS
       requestTimeoutMs: options.requestTimeoutMs ?? 500,
       logger: logger(ctx.id),
       clock: ctx.clock,
-      // The router's bump timer is a real setInterval (it takes no clock): keep it out of the
-      // simulation. Bumps serve only Ranges over several shards, which this harness's clients
-      // make as read-only Txns through the engine instead.
-      shardBumpIntervalMs: 1_000_000_000,
+      // The router's bumps (floor-only entries that bring idle shards up to the node's highest
+      // known revision, which cut reads wait for) run on this clock, as in production.
       crossShardTxn: (local) => {
         engine = new ShardTxnEngine(
           accessFor(() => node!, local, rafts),
