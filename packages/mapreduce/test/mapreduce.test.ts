@@ -147,10 +147,11 @@ describe("mapreduce end to end (real worker processes on 127.0.0.1)", () => {
     const out = join(root, "backup");
     const markers = tempDir("markers");
     try {
-      const started = Date.now();
+      // The straggler stalls for longer than the test may run: only a backup copy of its task
+      // can finish the map phase in time.
       const result = await runLocalJob({
         job: jobPath("stall-once"),
-        jobOptions: { markerDir: markers, stallMs: "8000" },
+        jobOptions: { markerDir: markers, stallMs: "120000" },
         inputs: corpus.slice(0, 3),
         reduces: 2,
         outDir: out,
@@ -161,13 +162,12 @@ describe("mapreduce end to end (real worker processes on 127.0.0.1)", () => {
         backupAfterMs: 300,
         lingerMs: 500,
       });
-      expect(Date.now() - started).toBeLessThan(7_000);
       expect(result.runs).toEqual({ map: 4, reduce: 2 });
       expect(readOutputs(out)).toEqual(await sequentialLines("wordcount", corpus.slice(0, 3)));
     } finally {
       cleanup(markers);
     }
-  });
+  }, 60_000);
 
   it("workers and the coordinator exit only after the job is done", async () => {
     const out = join(root, "early");
@@ -342,25 +342,25 @@ describe("mapreduce end to end (real worker processes on 127.0.0.1)", () => {
   });
 
   it("cancels a running job through its AbortSignal, promptly", async () => {
+    // Each map task sleeps a minute: only a prompt cancel ends the job within the test's time.
     const controller = new AbortController();
-    const run = runLocalJob({
+    const error = await runLocalJob({
       job: jobPath("slow"),
-      jobOptions: { sleepMs: "2000" },
+      jobOptions: { sleepMs: "60000" },
       inputs: corpus,
       reduces: 1,
       outDir: join(root, "cancel"),
       workers: 2,
       signal: controller.signal,
-    });
-    setTimeout(() => controller.abort(), 500);
-    const started = Date.now();
-    const error = await run.catch((e: unknown) => e);
+      onProgress: (p) => {
+        if (p.map.inProgress > 0) controller.abort();
+      },
+    }).catch((e: unknown) => e);
     expect((error as MapReduceError).code).toBe("JOB_FAILED");
     expect((error as Error).message).toBe("the job was cancelled");
-    expect(Date.now() - started).toBeLessThan(5_000);
     // The state file stays, so the same job could resume.
     expect(existsSync(join(root, "cancel", ".mr-coordinator.sqlite"))).toBe(true);
-  });
+  }, 30_000);
 
   it("rejects bad input with one-line typed errors", async () => {
     const out = join(root, "bad-input");
