@@ -1,3 +1,4 @@
+import { describeError } from "./errors.js";
 import { defaultPartition } from "./hash.js";
 import type { JobModule } from "./job.js";
 
@@ -24,8 +25,7 @@ function jobCall<T>(what: string, fn: () => T): T {
   try {
     return fn();
   } catch (error) {
-    const first = error instanceof Error ? `${error.name}: ${error.message.split("\n")[0]}` : String(error);
-    throw new JobCodeError(`${what} threw ${first}`);
+    throw new JobCodeError(`${what} threw ${describeError(error)}`);
   }
 }
 

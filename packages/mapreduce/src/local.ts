@@ -130,7 +130,6 @@ export async function runLocalJob(options: LocalJobOptions): Promise<JobResult> 
     over = true;
     options.signal?.removeEventListener("abort", onAbort);
     await coordinator.stop();
-    // Workers exit on their own once told the job is over; stragglers are killed.
     const running = [...children.values()];
     // Workers exit on their own once told the job is over; one that was stalled when the
     // coordinator ended would wait for it in vain, so stragglers are killed.
