@@ -183,6 +183,10 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
   private incoming: IncomingTransfer | undefined;
   /** The state machine is being replaced by a snapshot: no Ready is handled meanwhile. */
   private restoring = false;
+  /** A compaction is waiting for the state machine's snapshot (it makes the state durable). */
+  private compacting = false;
+  /** Index of the last snapshot taken for compaction (the next waits `snapshotThreshold` more). */
+  private lastSnapshotIndex = 0;
   private transferSeq = 0;
   private unsubscribeSnapshots: (() => void) | undefined;
 
@@ -451,32 +455,31 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
     const core = this.core;
     if (!core || this.closed || this.restoring) return;
     try {
-      do {
-        while (core.hasReady()) {
-          const rd = core.ready();
-          // 1. Durable before any promise or accepted message that depends on it leaves.
-          if (rd.persist) this.opts.storage.save(rd.persist);
-          // 2. Send.
-          for (const m of rd.messages) {
-            try {
-              this.opts.transport.send(m.to, this.channel, encodeMessage(m));
-            } catch {
-              // A closed transport or an oversize batch: the message is lost, as on the wire.
-            }
+      while (core.hasReady()) {
+        const rd = core.ready();
+        // 1. Durable before any promise or accepted message that depends on it leaves.
+        if (rd.persist) this.opts.storage.save(rd.persist);
+        // 2. Send.
+        for (const m of rd.messages) {
+          try {
+            this.opts.transport.send(m.to, this.channel, encodeMessage(m));
+          } catch {
+            // A closed transport or an oversize batch: the message is lost, as on the wire.
           }
-          for (const to of rd.snapshots) this.startSnapshotTransfer(to);
-          // 3. Apply in slot order.
-          this.apply(rd);
-          core.advance(rd);
-          // 4. Answer reads whose barrier is confirmed and applied.
-          for (const rs of rd.readStates) {
-            const r = this.reads.get(rs.context);
-            if (r && rs.refused) r.reject(this.notLeader(core.status().leader));
-            else if (r) r.index = rs.index;
-          }
-          this.answerReads();
         }
-      } while (this.maybeCompact());
+        for (const to of rd.snapshots) this.startSnapshotTransfer(to);
+        // 3. Apply in slot order.
+        this.apply(rd);
+        core.advance(rd);
+        // 4. Answer reads whose barrier is confirmed and applied.
+        for (const rs of rd.readStates) {
+          const r = this.reads.get(rs.context);
+          if (r && rs.refused) r.reject(this.notLeader(core.status().leader));
+          else if (r) r.index = rs.index;
+        }
+        this.answerReads();
+      }
+      this.maybeCompact();
     } catch (e) {
       this.fail(e instanceof Error ? e : new Error(String(e)));
       return;
@@ -492,21 +495,46 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
   // Log compaction and snapshot catch-up
 
   /**
-   * Drops chosen slots the state machine durably reflects, keeping `snapshotCatchUpSlots`
-   * behind for replicas that lag a little. Returns true when the core has a new Ready.
+   * Once `snapshotThreshold` indexes were executed since the last compaction, drops chosen
+   * slots the state machine durably reflects, keeping `snapshotCatchUpSlots` behind for
+   * replicas that lag a little. A state machine's `apply` need not be fsynced (kv's commits
+   * with synchronous=NORMAL, the log being the durable record): `snapshot()` first makes its
+   * state durable, so, as RaftNode does, we take one and compact only up to its index. A
+   * power loss then never leaves the store behind the compaction point.
    */
-  private maybeCompact(): boolean {
-    const core = this.core!;
+  private maybeCompact(): void {
+    const s = this.core!.status();
+    const since = Math.max(s.compactedIndex, this.lastSnapshotIndex);
+    if (this.compacting || s.executedIndex - since < this.snapshotThreshold) return;
+    this.compacting = true;
+    this.compactDurably().then(
+      () => {
+        this.compacting = false;
+      },
+      (e: unknown) => {
+        this.compacting = false;
+        this.log.warn(
+          { node: this.nodeId, err: e instanceof Error ? e.message : String(e) },
+          "log compaction failed; it is tried again later",
+        );
+      },
+    );
+  }
+
+  private async compactDurably(): Promise<void> {
+    const snap = await this.opts.stateMachine.snapshot();
+    this.lastSnapshotIndex = snap.index;
+    const core = this.core;
+    if (this.closed || this.restoring || !core) return;
     const s = core.status();
-    if (s.executedIndex - s.compactedIndex < this.snapshotThreshold) return false;
-    const at = core.slotForIndex(Math.min(this.opts.stateMachine.appliedIndex(), s.executedIndex));
-    if (!at) return false;
+    const at = core.slotForIndex(Math.min(snap.index, s.executedIndex));
+    if (!at) return;
     const target = Math.min(at.slot, s.executedSlot - this.snapshotKeep);
-    if (target <= s.compactedSlot || !core.compact(target)) return false;
+    if (target <= s.compactedSlot || !core.compact(target)) return;
     this.stats.compactions++;
     this.metrics.compactions.inc({ node: this.nodeId });
     this.log.debug({ node: this.nodeId, slot: target }, "acceptor log compacted");
-    return true;
+    this.process();
   }
 
   private startSnapshotTransfer(to: NodeId): void {
