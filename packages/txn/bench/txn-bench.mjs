@@ -16,6 +16,10 @@
 // pairs are spread over the shards (single: shard w mod 3; cross: shards w mod 3 and
 // (w+1) mod 3), and each request goes to the leader of its anchor shard (the lowest shard
 // the Txn touches; found via /status), as kv-bench sends each key to its shard's leader.
+// Where the shards' leaders are matters: a cross pair whose two shards are led from different
+// nodes costs a forwarded prepare and decide (gRPC between nodes); the log lines and the JSON
+// (`splitPairs`) say what share of the cross pairs was split so. Leaders are wherever the
+// elections put them, so compare runs with the same placement.
 //
 // Per client count, rounds alternate the kinds (round r starts with single when r is even), and
 // medians are quoted. Prints a table, the cross/single ratios against the issue's goal
@@ -304,7 +308,7 @@ function pairOf(kind, w) {
   const b = Buffer.from(`${prefixes[s2]}bench/${kind}-${w}-b`);
   if (shardMap.shardOf(a) !== s1 || shardMap.shardOf(b) !== s2)
     throw new Error(`accounts ${a} / ${b} are not in shards ${s1} / ${s2}`);
-  return { a, b, anchor: Math.min(s1, s2) };
+  return { a, b, shards: [s1, s2], anchor: Math.min(s1, s2) };
 }
 
 /** Every account, with its balance and mod_revision as its only writer last saw them. */
@@ -362,6 +366,9 @@ async function runLoad(cluster, kind, clients) {
   const leaders = await shardLeaders(cluster);
   cluster.placement = leaders.map((e) => cluster.nodes.find((n) => n.client === e).name).join(",");
   const pairs = Array.from({ length: clients }, (_, w) => pairOf(kind, w));
+  // Pairs whose two shards are led from different nodes: their prepare (and decide) on the
+  // other shard is forwarded over the ShardTxn gRPC service, one more hop.
+  const split = pairs.filter((p) => leaders[p.shards[0]] !== leaders[p.shards[1]]).length / clients;
   const endpoints = cluster.nodes.map((n) => n.client);
   const targetOf = (w) =>
     ENDPOINT_MODE === "leader" ? leaders[pairs[w].anchor] : endpoints[w % endpoints.length];
@@ -452,6 +459,7 @@ async function runLoad(cluster, kind, clients) {
     clusterCpu: cpuAfter.reduce((s, v, i) => s + v - cpuBefore[i], 0) / elapsed,
     // Attempts of cross-shard Txns the engine retried (lock conflicts or transient errors).
     engineRetries: retriesAfter - retriesBefore,
+    splitPairs: split,
   };
   if (errors > 0) log(`${kind}-${clients}: ${errors} errors, first: ${firstError?.message}`);
   return result;
@@ -501,7 +509,7 @@ async function main() {
           const r = await runLoad(cluster, kind, clients);
           (results[`${kind}-${clients}`] ??= { kind, clients, runs: [] }).runs.push(r);
           log(
-            `${kind}-${clients} round ${round + 1}/${ROUNDS}: ${r.txnPerSec.toFixed(0)} txn/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, cluster cpu ${(r.clusterCpu * 100).toFixed(0)}%, ${r.engineRetries} engine retries, shard leaders on ${cluster.placement}`,
+            `${kind}-${clients} round ${round + 1}/${ROUNDS}: ${r.txnPerSec.toFixed(0)} txn/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, cluster cpu ${(r.clusterCpu * 100).toFixed(0)}%, ${r.engineRetries} engine retries, shard leaders on ${cluster.placement}${kind === "cross" ? ` (${Math.round(r.splitPairs * 100)}% of pairs led from two nodes)` : ""}`,
           );
         }
       }
@@ -520,6 +528,7 @@ async function main() {
         errors: runs.reduce((s, r) => s + r.errors, 0),
         compareFailed: runs.reduce((s, r) => s + r.compareFailed, 0),
         engineRetries: runs.reduce((s, r) => s + r.engineRetries, 0),
+        splitPairs: med((r) => r.splitPairs, 2),
       };
     }
     const ratios = {};
