@@ -10,7 +10,7 @@ import {
   TxnRequest,
   type TxnResponse,
 } from "@quorum/kv";
-import { type Prng, runSeeds, type ScenarioContext, seedCount } from "@quorum/sim";
+import { type Prng, runSeeds, type ScenarioContext, Simulation, seedCount } from "@quorum/sim";
 import { describe, expect, it } from "vitest";
 import { type ProtocolStep, type SimShardNode, type SimShards, simShards } from "./helpers/sim-shards.js";
 
@@ -88,8 +88,8 @@ interface Transfer {
   invokedAt: number;
   completedAt: number;
   /** The node that answered (the coordinator across shards) and the revision it answered with. */
-  node?: string;
-  revision?: bigint;
+  node?: string | undefined;
+  revision?: bigint | undefined;
 }
 
 interface Read {
@@ -340,7 +340,9 @@ function accountHistory(
 /** Every check on the final histories; returns the violations found. */
 function checkHistories(kv: SimShards, transfers: Map<string, Transfer>, reads: readonly Read[]): string[] {
   const bad: string[] = [];
-  const histories = new Map(ACCOUNTS.map((a) => [a, accountHistory(kv, a)]));
+  const histories = new Map<string, ReturnType<typeof accountHistory>>(
+    ACCOUNTS.map((a) => [a, accountHistory(kv, a)]),
+  );
   const position = new Map<string, Map<string, number>>();
   for (const [account, h] of histories) {
     const at = new Map<string, number>();
@@ -674,7 +676,6 @@ async function bankScenario(ctx: ScenarioContext): Promise<void> {
         `faults ${nemesisLog.length + stepLog.length}`,
         `locks at quiet ${held}, released after ${releasedAfter} ms, longest hold after healing ${longestHold} ms (bound ${bound})`,
       );
-    // A seed whose faults let (almost) no transfer through tests nothing: the workload must run.
   } catch (err) {
     if (err instanceof Error && !err.message.includes("\nstats ")) err.message += context();
     throw err;
@@ -690,5 +691,80 @@ describe("transactions across shards under simulation", () => {
   it(name, { timeout: 30_000 + 10_000 * seedCount({ seeds }) }, async () => {
     const result = await runSeeds(name, (_seed, ctx) => bankScenario(ctx), { seeds });
     expect(result.seeds.length).toBeGreaterThan(0);
+  });
+});
+
+/**
+ * ShardTxnRecovery's promise (recovery.ts): "a part holds its locks at most about
+ * staleAfterMs + intervalMs after its coordinator vanished". Here node R leads shard 2 and
+ * holds two orphaned parts there: T1, whose anchor (shard 0) is led by a node R cannot reach
+ * (its requests are lost, its leader's heartbeats still arrive, so R keeps calling it), and
+ * T2, whose anchor (shard 1) R leads itself. T2 must be finished within the promise; T1's
+ * unanswered call must not hold it up (each such call lasts a whole request deadline: 600 ms
+ * here, the gRPC forward's `requestTimeoutMs`, 7 s by default, in production).
+ */
+describe("recovery of orphaned prepared parts", () => {
+  it("a part whose anchor answers is finished within staleAfterMs + recoveryIntervalMs while another part's anchor is unreachable", async () => {
+    const staleAfterMs = 100;
+    const recoveryIntervalMs = 50;
+    const sim = new Simulation(7);
+    const kv = simShards(sim, IDS, { shards: SHARDS, engine: { staleAfterMs, recoveryIntervalMs } });
+    const wait = async <T>(p: Promise<T>, what: string): Promise<T> => {
+      let out: { v: T } | undefined;
+      p.then(
+        (v) => (out = { v }),
+        (e: unknown) => sim.fail(e),
+      );
+      await sim.eventually(what, () => out !== undefined, 5_000);
+      return out!.v;
+    };
+    try {
+      await kv.cluster.start();
+      await sim.eventually("leaders", () => [0, 1, 2].every((s) => kv.shardLeader(s) !== undefined), 5_000);
+      // Shard 0 led by n1 (P); shards 1 and 2 by n2 (R).
+      const lead = async (shard: number, id: string) => {
+        while (kv.shardLeader(shard) !== id) {
+          const from = kv.cluster.runtime(kv.shardLeader(shard)!)!;
+          await wait(
+            from.rafts[shard]!.transferLeadership(id).catch(() => {}),
+            `shard ${shard} to ${id}`,
+          );
+          await sim.runFor(50);
+        }
+      };
+      await lead(0, "n1");
+      await lead(1, "n2");
+      await lead(2, "n2");
+      const r = kv.cluster.runtime("n2")!;
+      const part = (name: string, anchor: number) => ({
+        txId: Buffer.from(name.padEnd(16, "-")),
+        anchor,
+        startTs: 0n,
+        shards: [anchor, 2],
+        txn: TxnRequest.fromPartial({
+          success: [{ requestPut: { key: Buffer.from("kz"), value: Buffer.from(name) } }],
+        }),
+      });
+      // Two coordinators that prepared in shard 2 and vanished (T2 locks another key).
+      await wait(r.router.services[2]!.prepareTxnPart(part("T1", 0)), "T1 prepared");
+      const t2 = part("T2", 1);
+      t2.txn.success[0]!.requestPut!.key = Buffer.from("ky");
+      sim.network.blockLink("n2", "n1");
+      await wait(r.router.services[2]!.prepareTxnPart(t2), "T2 prepared");
+      const preparedAt = sim.now();
+      const store = kv.durable.get("n2")!.shards[2]!.store;
+      const t2Held = () => store.preparedTxns().some((i) => i.txId.equals(t2.txId));
+      // Promised bound, with slack for two local proposals (abort in shard 1, then in shard 2).
+      const bound = staleAfterMs + recoveryIntervalMs + 100;
+      await sim.runUntil(() => !t2Held(), preparedAt + 5_000);
+      const heldFor = sim.now() - preparedAt;
+      expect(t2Held(), "T2 was never finished").toBe(false);
+      expect(
+        heldFor,
+        `T2's part stayed prepared ${heldFor} ms (bound ${bound} ms): recovery waited on T1's anchor first`,
+      ).toBeLessThanOrEqual(bound);
+    } finally {
+      await kv.close();
+    }
   });
 });
