@@ -15,7 +15,9 @@
 //                          delivered to the watcher, and the time from a put's acknowledgement
 //                          to its event's receipt (p50/p99); after the window the writers stop
 //                          and every acknowledged put's event must arrive within 5 s
-//                          (`missing` counts those that did not)
+//                          (`missing` counts those that did not); for Quorum also how often
+//                          the watcher fell behind its stream's bounded queue and caught up
+//                          from history (`unsynced`, from the member's /metrics)
 // The 1,000 put/range keys start with one byte per shard range ("/", "@", "_" for 3 shards:
 // see src/shard/split.ts), round-robin, so every shard gets a third of the load; the 1-shard
 // systems and etcd get the same keys. Clients send each key to its shard's leader (found via
@@ -312,6 +314,8 @@ async function startQuorum(consensus, shards = 1) {
     shards,
     // Each shard's leader (its client endpoint), refreshed before every measurement.
     shardLeaders: shards > 1 ? () => waitForShardLeaders(nodes, shards) : undefined,
+    // Each member's /metrics address, by client endpoint.
+    metricsOf: new Map(nodes.map((n) => [n.client, n.metrics])),
     version: JSON.parse(readFileSync(new URL("../package.json", import.meta.url))).version,
   };
 }
@@ -427,6 +431,21 @@ async function routes(cluster, keys) {
   return keys.map((k) => leaders[shardMap.shardOf(k)]);
 }
 
+/** quorum_kv_watch_unsynced_total of the member at `endpoint` (undefined for etcd or on error). */
+async function unsyncedCount(cluster, endpoint) {
+  const metrics = cluster.metricsOf?.get(endpoint);
+  if (!metrics) return undefined;
+  try {
+    const text = await (
+      await fetch(`http://${metrics}/metrics`, { signal: AbortSignal.timeout(2_000) })
+    ).text();
+    const m = /^quorum_kv_watch_unsynced_total (\d+)/m.exec(text);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function runLoad(cluster, scenario) {
   const keys = scenario.kind === "watch" ? watchKeys : benchKeys;
   const route = await routes(cluster, keys);
@@ -452,10 +471,10 @@ async function runLoad(cluster, scenario) {
   const requests =
     scenario.kind === "range" ? rangeRequests : scenario.kind === "watch" ? watchPutRequests : putRequests;
   // The watcher goes where the writers go (the leader of the prefix's shard), before any write.
-  const watcher =
-    scenario.kind === "watch"
-      ? await openWatcher(route ? route[0] : cluster.leader, WATCH_PREFIX)
-      : undefined;
+  const watchAt = route ? route[0] : cluster.leader;
+  const watcher = scenario.kind === "watch" ? await openWatcher(watchAt, WATCH_PREFIX) : undefined;
+  // Quorum counts watchers that fell behind (their stream's queue filled) and caught up from history.
+  const unsyncedBefore = watcher ? await unsyncedCount(cluster, watchAt) : undefined;
   const histogram = hdr.build({
     lowestDiscernibleValue: 1,
     highestTrackableValue: 120_000_000,
@@ -519,6 +538,7 @@ async function runLoad(cluster, scenario) {
     const missing = await watcher.drain(5_000);
     const w = watcher.result(elapsed);
     watcher.close();
+    const unsyncedAfter = await unsyncedCount(cluster, watchAt);
     Object.assign(result, {
       eventsPerSec: w.eventsPerSec,
       delivery: count > 0 ? w.eventsPerSec / result.opsPerSec : 0,
@@ -526,6 +546,9 @@ async function runLoad(cluster, scenario) {
       eventP99Ms: w.eventP99Ms,
       beforeAck: w.beforeAck,
       missing,
+      ...(unsyncedBefore !== undefined && unsyncedAfter !== undefined
+        ? { unsynced: unsyncedAfter - unsyncedBefore }
+        : {}),
     });
     if (w.failure) log(`${cluster.name} ${scenario.name}: watch failed: ${w.failure}`);
   }
@@ -640,6 +663,9 @@ async function main() {
                 eventP99Ms: Number(median(runs.map((r) => r.eventP99Ms)).toFixed(2)),
                 beforeAck: runs.reduce((s, r) => s + r.beforeAck, 0),
                 missing: runs.reduce((s, r) => s + r.missing, 0),
+                ...(runs[0].unsynced !== undefined
+                  ? { unsynced: runs.reduce((s, r) => s + (r.unsynced ?? 0), 0) }
+                  : {}),
               }
             : {}),
         };
@@ -660,7 +686,7 @@ async function main() {
       }
     }
     // The watch scenario: the writers' numbers are in the table above (ops/s = puts/s).
-    const watchHeader = `${"scenario".padEnd(10)} ${"system".padEnd(13)} ${pad("puts/s", 8)} ${pad("events/s", 8)} ${pad("delivered", 9)} ${pad("ack->event p50 ms", 17)} ${pad("p99 ms", 8)} ${pad("missing", 7)} ${pad("before ack", 10)}`;
+    const watchHeader = `${"scenario".padEnd(10)} ${"system".padEnd(13)} ${pad("puts/s", 8)} ${pad("events/s", 8)} ${pad("delivered", 9)} ${pad("ack->event p50 ms", 17)} ${pad("p99 ms", 8)} ${pad("missing", 7)} ${pad("before ack", 10)} ${pad("unsynced", 8)}`;
     const watchLines = [];
     const watch = {};
     for (const scenario of scenarios.filter((x) => x.kind === "watch")) {
@@ -674,9 +700,10 @@ async function main() {
           eventP50Ms: s.eventP50Ms,
           eventP99Ms: s.eventP99Ms,
           missing: s.missing,
+          ...(s.unsynced !== undefined ? { unsynced: s.unsynced } : {}),
         };
         watchLines.push(
-          `${scenario.name.padEnd(10)} ${cluster.name.padEnd(13)} ${pad(s.opsPerSec, 8)} ${pad(s.eventsPerSec, 8)} ${pad(`${(s.delivery * 100).toFixed(1)}%`, 9)} ${pad(s.eventP50Ms.toFixed(2), 17)} ${pad(s.eventP99Ms.toFixed(2), 8)} ${pad(s.missing, 7)} ${pad(s.beforeAck, 10)}`,
+          `${scenario.name.padEnd(10)} ${cluster.name.padEnd(13)} ${pad(s.opsPerSec, 8)} ${pad(s.eventsPerSec, 8)} ${pad(`${(s.delivery * 100).toFixed(1)}%`, 9)} ${pad(s.eventP50Ms.toFixed(2), 17)} ${pad(s.eventP99Ms.toFixed(2), 8)} ${pad(s.missing, 7)} ${pad(s.beforeAck, 10)} ${pad(s.unsynced ?? "-", 8)}`,
         );
       }
     }
