@@ -87,7 +87,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
 
   let server: RunningGrpcServer | undefined;
   const coordinator = createGrpcClient(CoordinatorClient, options.coordinator, { defaultDeadlineMs: 10_000 });
-  let shuffle: ShuffleReader | undefined;
+  const shuffle = new ShuffleReader(id, dir, idleMs);
   let heartbeat: NodeJS.Timeout | undefined;
   let tasks = 0;
   try {
@@ -96,8 +96,6 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       services: [{ definition: ShuffleService, implementation: shuffleService(dir) }],
     });
     const address = options.advertise ?? advertisedAddress(server.address);
-    const reader = new ShuffleReader(id, dir, idleMs);
-    shuffle = reader;
     const requestTask = promisifyUnary<RequestTaskRequest, RequestTaskResponse>(
       coordinator,
       coordinator.requestTask,
@@ -198,7 +196,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       await Promise.all(
         Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
           for (let loc = queue.shift(); loc !== undefined; loc = queue.shift()) {
-            buffers.push(await reader.read(loc, task.index));
+            buffers.push(await shuffle.read(loc, task.index));
           }
         }),
       );
@@ -280,7 +278,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
     return { id, tasks };
   } finally {
     if (heartbeat) clearInterval(heartbeat);
-    shuffle?.close();
+    shuffle.close();
     coordinator.close();
     await server?.shutdown(200);
     if (ownDir) {
