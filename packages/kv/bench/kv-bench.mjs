@@ -18,13 +18,16 @@
 //                          (`missing` counts those that did not); for Quorum also how often
 //                          the watcher fell behind its stream's bounded queue and caught up
 //                          from history (`unsynced`, from the member's /metrics)
+//   watchall-64:           the same with one Watch over every put key (all shards: on the
+//                          sharded cluster a merged multi-shard watch) and the put keys
 // The 1,000 put/range keys start with one byte per shard range ("/", "@", "_" for 3 shards:
 // see src/shard/split.ts), round-robin, so every shard gets a third of the load; the 1-shard
 // systems and etcd get the same keys. Clients send each key to its shard's leader (found via
 // the nodes' /status), or with one shard to the leader.
 //
 // The load generator is the same grpc-js code for every system (etcd's proto is the same):
-// raw pre-encoded requests, responses not decoded (except the put revision in watch-64),
+// raw pre-encoded requests, responses not decoded (except the put revision in the watch
+// scenarios),
 // clients spread over up to 8 connections per target node. Prints a table and one JSON line
 // with Quorum-Raft/etcd ratios (`ratios`, `goal`), Quorum-Paxos/Quorum-Raft ratios
 // (`paxosVsRaft`, `paxosGoal`: Paxos throughput at least 0.8x Raft's and p99 no worse than
@@ -35,15 +38,15 @@
 // itself, kills every process it started, removes its temp dirs.
 //
 // All systems get the same rounds and seconds. With the defaults (4 systems; 3 rounds of
-// 3 s + 0.5 s warm-up; 5 scenarios for raft, paxos and etcd, 2 for the sharded cluster) a run
-// takes about 3.5-4 minutes; for a quicker look use e.g. BENCH_ROUNDS=1 BENCH_SECONDS=1, or
+// 3 s + 0.5 s warm-up; 5 scenarios for raft, paxos and etcd, 3 for the sharded cluster and
+// quorum-raft) a run takes about 4 minutes; for a quicker look use e.g. BENCH_ROUNDS=1 BENCH_SECONDS=1, or
 // fewer systems or scenarios.
 //
 // Options (env): BENCH_ROUNDS (3), BENCH_SECONDS (3), BENCH_WARMUP_SECONDS (0.5),
 // BENCH_SYSTEMS ("raft,paxos,etcd,shards": any of raft (alias quorum, quorum-raft), paxos
 // (alias quorum-paxos), etcd and shards (alias quorum-shards: Raft with BENCH_SHARDS shards);
 // etcd is skipped when not on PATH), BENCH_SCENARIOS ("put-1,put-16,put-64,range-64,watch-64",
-// for every system but the sharded one), BENCH_SHARD_SCENARIOS ("put-16,put-64", the sharded
+// for every system but the sharded one), BENCH_SHARD_SCENARIOS ("put-16,put-64,watchall-64", the sharded
 // cluster's; they are also run on quorum-raft for the ratio), BENCH_SHARDS (3),
 // BENCH_SHARD_LEADERS ("any", or "spread": restart the sharded cluster until its shard leaders
 // are spread over the nodes, to measure what spreading them would give),
@@ -61,7 +64,7 @@ import grpc from "@grpc/grpc-js";
 import hdr from "hdr-histogram-js";
 import { PutRequest, PutResponse, RangeRequest, StatusResponse } from "../dist/gen/etcdserverpb/rpc.js";
 import { defaultSplitPoints, ShardMap } from "../dist/index.js";
-import { openWatcher } from "./watch-load.mjs";
+import { fromKey, openWatcher, prefixRange } from "./watch-load.mjs";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -98,7 +101,7 @@ const list = (s) =>
     .map((x) => x.trim())
     .filter(Boolean);
 const SCENARIOS = list(process.env.BENCH_SCENARIOS ?? "put-1,put-16,put-64,range-64,watch-64");
-const SHARD_SCENARIOS = list(process.env.BENCH_SHARD_SCENARIOS ?? "put-16,put-64");
+const SHARD_SCENARIOS = list(process.env.BENCH_SHARD_SCENARIOS ?? "put-16,put-64,watchall-64");
 const SHARD_LEADERS = process.env.BENCH_SHARD_LEADERS ?? "any";
 if (!["any", "spread"].includes(SHARD_LEADERS)) {
   process.stderr.write(`kv-bench: BENCH_SHARD_LEADERS must be "any" or "spread", got "${SHARD_LEADERS}"\n`);
@@ -417,7 +420,7 @@ const rangeRequests = benchKeys.map((key) =>
 
 function parseScenario(name) {
   const [kind, n] = name.split("-");
-  if (!["put", "range", "watch"].includes(kind) || !(Number(n) > 0))
+  if (!["put", "range", "watch", "watchall"].includes(kind) || !(Number(n) > 0))
     throw new Error(`unknown scenario ${name}`);
   return { name, kind, clients: Number(n) };
 }
@@ -472,7 +475,13 @@ async function runLoad(cluster, scenario) {
     scenario.kind === "range" ? rangeRequests : scenario.kind === "watch" ? watchPutRequests : putRequests;
   // The watcher goes where the writers go (the leader of the prefix's shard), before any write.
   const watchAt = route ? route[0] : cluster.leader;
-  const watcher = scenario.kind === "watch" ? await openWatcher(watchAt, WATCH_PREFIX) : undefined;
+  // watch: a prefix inside one shard; watchall: every bench key, so over every shard (merged).
+  const watcher =
+    scenario.kind === "watch"
+      ? await openWatcher(watchAt, prefixRange(WATCH_PREFIX))
+      : scenario.kind === "watchall"
+        ? await openWatcher(watchAt, fromKey(shardPrefixes[0]))
+        : undefined;
   // Quorum counts watchers that fell behind (their stream's queue filled) and caught up from history.
   const unsyncedBefore = watcher ? await unsyncedCount(cluster, watchAt) : undefined;
   const histogram = hdr.build({
@@ -492,7 +501,7 @@ async function runLoad(cluster, scenario) {
       const t0 = performance.now();
       try {
         const res = await call(c, path, requests[k]);
-        if (watcher) watcher.acked(Number(PutResponse.decode(res).header?.revision ?? 0n));
+        if (watcher) watcher.acked(keys[k], Number(PutResponse.decode(res).header?.revision ?? 0n));
         if (measuring) {
           histogram.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
           count++;
@@ -673,7 +682,7 @@ async function main() {
     }
 
     const pad = (s, n) => String(s).padStart(n);
-    const header = `${"scenario".padEnd(10)} ${"system".padEnd(13)} ${pad("ops/s", 8)} ${pad("p50 ms", 8)} ${pad("p99 ms", 8)} ${pad("leader cpu", 10)} ${pad("cluster cpu", 11)} ${pad("client cpu", 10)} ${pad("errors", 6)}`;
+    const header = `${"scenario".padEnd(11)} ${"system".padEnd(13)} ${pad("ops/s", 8)} ${pad("p50 ms", 8)} ${pad("p99 ms", 8)} ${pad("leader cpu", 10)} ${pad("cluster cpu", 11)} ${pad("client cpu", 10)} ${pad("errors", 6)}`;
     const lines = [header, "-".repeat(header.length)];
     for (const scenario of scenarios) {
       for (const cluster of clusters) {
@@ -681,15 +690,15 @@ async function main() {
         if (!s) continue;
         const pct = (x) => `${Math.round(x * 100)}%`;
         lines.push(
-          `${scenario.name.padEnd(10)} ${cluster.name.padEnd(13)} ${pad(s.opsPerSec, 8)} ${pad(s.p50Ms.toFixed(2), 8)} ${pad(s.p99Ms.toFixed(2), 8)} ${pad(pct(s.leaderCpu), 10)} ${pad(pct(s.clusterCpu), 11)} ${pad(pct(s.clientCpu), 10)} ${pad(s.errors, 6)}`,
+          `${scenario.name.padEnd(11)} ${cluster.name.padEnd(13)} ${pad(s.opsPerSec, 8)} ${pad(s.p50Ms.toFixed(2), 8)} ${pad(s.p99Ms.toFixed(2), 8)} ${pad(pct(s.leaderCpu), 10)} ${pad(pct(s.clusterCpu), 11)} ${pad(pct(s.clientCpu), 10)} ${pad(s.errors, 6)}`,
         );
       }
     }
     // The watch scenario: the writers' numbers are in the table above (ops/s = puts/s).
-    const watchHeader = `${"scenario".padEnd(10)} ${"system".padEnd(13)} ${pad("puts/s", 8)} ${pad("events/s", 8)} ${pad("delivered", 9)} ${pad("ack->event p50 ms", 17)} ${pad("p99 ms", 8)} ${pad("missing", 7)} ${pad("before ack", 10)} ${pad("unsynced", 8)}`;
+    const watchHeader = `${"scenario".padEnd(11)} ${"system".padEnd(13)} ${pad("puts/s", 8)} ${pad("events/s", 8)} ${pad("delivered", 9)} ${pad("ack->event p50 ms", 17)} ${pad("p99 ms", 8)} ${pad("missing", 7)} ${pad("before ack", 10)} ${pad("unsynced", 8)}`;
     const watchLines = [];
     const watch = {};
-    for (const scenario of scenarios.filter((x) => x.kind === "watch")) {
+    for (const scenario of scenarios.filter((x) => x.kind.startsWith("watch"))) {
       for (const cluster of clusters) {
         const s = summary[cluster.name]?.[scenario.name];
         if (!s) continue;
@@ -703,7 +712,7 @@ async function main() {
           ...(s.unsynced !== undefined ? { unsynced: s.unsynced } : {}),
         };
         watchLines.push(
-          `${scenario.name.padEnd(10)} ${cluster.name.padEnd(13)} ${pad(s.opsPerSec, 8)} ${pad(s.eventsPerSec, 8)} ${pad(`${(s.delivery * 100).toFixed(1)}%`, 9)} ${pad(s.eventP50Ms.toFixed(2), 17)} ${pad(s.eventP99Ms.toFixed(2), 8)} ${pad(s.missing, 7)} ${pad(s.beforeAck, 10)} ${pad(s.unsynced ?? "-", 8)}`,
+          `${scenario.name.padEnd(11)} ${cluster.name.padEnd(13)} ${pad(s.opsPerSec, 8)} ${pad(s.eventsPerSec, 8)} ${pad(`${(s.delivery * 100).toFixed(1)}%`, 9)} ${pad(s.eventP50Ms.toFixed(2), 17)} ${pad(s.eventP99Ms.toFixed(2), 8)} ${pad(s.missing, 7)} ${pad(s.beforeAck, 10)} ${pad(s.unsynced ?? "-", 8)}`,
         );
       }
     }

@@ -1,6 +1,7 @@
-// The watch side of `pnpm bench:kv`'s watch scenario: one Watch stream on a prefix, opened
-// before the writers start, that matches every event it receives to the acknowledgement of
-// the put that made it (by revision) and measures the time from acknowledgement to receipt.
+// The watch side of `pnpm bench:kv`'s watch scenarios: one Watch stream on a prefix or a
+// range, opened before the writers start, that matches every event it receives to the
+// acknowledgement of the put that made it (by key and revision: with shards, two keys may
+// share a revision) and measures the time from acknowledgement to receipt.
 import grpc from "@grpc/grpc-js";
 import hdr from "hdr-histogram-js";
 import { WatchRequest, WatchResponse } from "../dist/gen/etcdserverpb/rpc.js";
@@ -19,15 +20,20 @@ function prefixEnd(prefix) {
   return Buffer.from([0]);
 }
 
+/** etcd's range for "every key from `key` on". */
+export const fromKey = (key) => ({ key: Buffer.from(key), rangeEnd: Buffer.from([0]) });
+export const prefixRange = (prefix) => ({ key: Buffer.from(prefix), rangeEnd: prefixEnd(prefix) });
+
 /**
- * A watcher on `prefix` at `endpoint`. `acked(revision)` is called by the writers when a put's
- * response arrives; `measuring` marks the window whose events and latencies count.
+ * A watcher on `range` ({ key, rangeEnd }) at `endpoint`. `acked(key, revision)` is called by
+ * the writers when a put's response arrives; `measuring` marks the window whose events and
+ * latencies count.
  *
  * Latency is receipt minus acknowledgement. An event can beat its put's response to the
  * client (both leave the server at about the same time); it then counts as 0 ms and in
  * `beforeAck`.
  */
-export async function openWatcher(endpoint, prefix, timeoutMs = 10_000) {
+export async function openWatcher(endpoint, range, timeoutMs = 10_000) {
   const client = new grpc.Client(endpoint, grpc.credentials.createInsecure(), {
     "bench.connection": "watch",
   });
@@ -37,7 +43,7 @@ export async function openWatcher(endpoint, prefix, timeoutMs = 10_000) {
     highestTrackableValue: 120_000_000,
     numberOfSignificantValueDigits: 3,
   });
-  // revision -> { ack?: ms, event?: ms, measured: boolean }
+  // "revision/key" -> { ack?: ms, event?: ms, measured: boolean }
   const pending = new Map();
   let measuring = false;
   let events = 0;
@@ -66,12 +72,12 @@ export async function openWatcher(endpoint, prefix, timeoutMs = 10_000) {
     }
     for (const ev of res.events) {
       if (measuring) events++;
-      const rev = Number(ev.kv?.modRevision ?? 0n);
-      const entry = pending.get(rev);
+      const id = `${ev.kv?.modRevision ?? 0n}/${ev.kv?.key.toString("latin1")}`;
+      const entry = pending.get(id);
       if (entry?.ack !== undefined) {
         entry.event = now;
-        settle(rev, entry);
-      } else pending.set(rev, { event: now, measured: measuring });
+        settle(id, entry);
+      } else pending.set(id, { event: now, measured: measuring });
     }
   });
   call.on("error", (err) => {
@@ -81,9 +87,7 @@ export async function openWatcher(endpoint, prefix, timeoutMs = 10_000) {
   call.write(
     Buffer.from(
       WatchRequest.encode(
-        WatchRequest.fromPartial({
-          createRequest: { key: Buffer.from(prefix), rangeEnd: prefixEnd(prefix) },
-        }),
+        WatchRequest.fromPartial({ createRequest: { key: range.key, rangeEnd: range.rangeEnd } }),
       ).finish(),
     ),
   );
@@ -101,14 +105,15 @@ export async function openWatcher(endpoint, prefix, timeoutMs = 10_000) {
     set measuring(on) {
       measuring = on;
     },
-    acked(revision) {
+    acked(key, revision) {
       const now = performance.now();
-      const entry = pending.get(revision);
+      const id = `${revision}/${key.toString("latin1")}`;
+      const entry = pending.get(id);
       if (entry?.event !== undefined) {
         entry.ack = now;
         entry.measured = measuring;
-        settle(revision, entry);
-      } else pending.set(revision, { ack: now, measured: measuring });
+        settle(id, entry);
+      } else pending.set(id, { ack: now, measured: measuring });
     },
     /** Waits until every acknowledged put's event has arrived (or `timeoutMs` passed). */
     async drain(timeoutMs = 5_000) {
