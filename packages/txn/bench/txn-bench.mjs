@@ -18,8 +18,9 @@
 // the Txn touches; found via /status), as kv-bench sends each key to its shard's leader.
 // Where the shards' leaders are matters: a cross pair whose two shards are led from different
 // nodes costs a forwarded prepare and decide (gRPC between nodes); the log lines and the JSON
-// (`splitPairs`) say what share of the cross pairs was split so. Leaders are wherever the
-// elections put them, so compare runs with the same placement.
+// (`splitPairs`) say what share of the cross pairs was split so, and the cross p50 is also
+// given by placement (`colocatedP50Ms`, `splitP50Ms`: the same measurements, side by side).
+// Leaders are wherever the elections put them, so compare runs with the same placement.
 //
 // Per client count, rounds alternate the kinds (round r starts with single when r is even), and
 // medians are quoted. Prints a table, the cross/single ratios against the issue's goal
@@ -368,7 +369,8 @@ async function runLoad(cluster, kind, clients) {
   const pairs = Array.from({ length: clients }, (_, w) => pairOf(kind, w));
   // Pairs whose two shards are led from different nodes: their prepare (and decide) on the
   // other shard is forwarded over the ShardTxn gRPC service, one more hop.
-  const split = pairs.filter((p) => leaders[p.shards[0]] !== leaders[p.shards[1]]).length / clients;
+  const isSplit = pairs.map((p) => leaders[p.shards[0]] !== leaders[p.shards[1]]);
+  const split = isSplit.filter(Boolean).length / clients;
   const endpoints = cluster.nodes.map((n) => n.client);
   const targetOf = (w) =>
     ENDPOINT_MODE === "leader" ? leaders[pairs[w].anchor] : endpoints[w % endpoints.length];
@@ -390,11 +392,15 @@ async function runLoad(cluster, kind, clients) {
           ),
       ),
   );
-  const histogram = hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: 120_000_000,
-    numberOfSignificantValueDigits: 3,
-  });
+  const newHistogram = () =>
+    hdr.build({
+      lowestDiscernibleValue: 1,
+      highestTrackableValue: 120_000_000,
+      numberOfSignificantValueDigits: 3,
+    });
+  const histogram = newHistogram();
+  // The same latencies again by the pair's placement: both shards led from one node, or split.
+  const byPlacement = { colocated: newHistogram(), split: newHistogram() };
   let measuring = false;
   let done = false;
   let count = 0;
@@ -422,7 +428,9 @@ async function runLoad(cluster, kind, clients) {
         to.balance += amount;
         from.mod = to.mod = res.header.revision;
         if (measuring) {
-          histogram.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
+          const us = Math.max(1, Math.round((performance.now() - t0) * 1000));
+          histogram.recordValue(us);
+          byPlacement[isSplit[w] ? "split" : "colocated"].recordValue(us);
           count++;
         }
       } catch (err) {
@@ -460,9 +468,16 @@ async function runLoad(cluster, kind, clients) {
     // Attempts of cross-shard Txns the engine retried (lock conflicts or transient errors).
     engineRetries: retriesAfter - retriesBefore,
     splitPairs: split,
+    ...(kind === "cross" ? placementP50s(byPlacement) : {}),
   };
   if (errors > 0) log(`${kind}-${clients}: ${errors} errors, first: ${firstError?.message}`);
   return result;
+}
+
+/** p50 of the cross transfers by placement of their pair's leaders (undefined: no such pair). */
+function placementP50s(byPlacement) {
+  const p50 = (h) => (h.totalCount > 0 ? h.getValueAtPercentile(50) / 1000 : undefined);
+  return { colocatedP50Ms: p50(byPlacement.colocated), splitP50Ms: p50(byPlacement.split) };
 }
 
 /** Reads the accounts' balances and revisions again (after an error whose outcome is unknown). */
@@ -485,6 +500,16 @@ const median = (xs) => {
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
+
+/** Medians over the rounds of the cross p50s by placement, where a round had such pairs. */
+function placementSummary(runs) {
+  const out = {};
+  for (const k of ["colocatedP50Ms", "splitP50Ms"]) {
+    const xs = runs.map((r) => r[k]).filter((x) => x !== undefined);
+    if (xs.length > 0) out[k] = Number(median(xs).toFixed(2));
+  }
+  return out;
+}
 
 // ---- main -------------------------------------------------------------------------------
 
@@ -529,6 +554,7 @@ async function main() {
         compareFailed: runs.reduce((s, r) => s + r.compareFailed, 0),
         engineRetries: runs.reduce((s, r) => s + r.engineRetries, 0),
         splitPairs: med((r) => r.splitPairs, 2),
+        ...(kind === "cross" ? placementSummary(runs) : {}),
       };
     }
     const ratios = {};
@@ -576,6 +602,15 @@ async function main() {
       const verdict = `   goal (p50 <= ${P50_GOAL}x, txn/s >= ${THROUGHPUT_GOAL}x): ${g.p50AtMost2x && g.throughputAtLeastHalf ? "met" : `missed (${[g.p50AtMost2x ? "" : "p50", g.throughputAtLeastHalf ? "" : "txn/s"].filter(Boolean).join(", ")})`}`;
       ratioLines.push(
         `  ${`${clients} clients`.padEnd(14)} ${pad(fmt(r.throughput), 8)} ${pad(fmt(r.p50), 8)} ${pad(fmt(r.p99), 8)}${verdict}`,
+      );
+    }
+    // The same cross measurements split by where the pair's two shards are led.
+    for (const clients of CLIENT_COUNTS) {
+      const x = summary[`cross-${clients}`];
+      if (!x || (x.colocatedP50Ms === undefined && x.splitP50Ms === undefined)) continue;
+      const ms = (v) => (v === undefined ? "n/a" : `${v.toFixed(2)} ms`);
+      ratioLines.push(
+        `  cross-${clients} p50 by placement: both shards led from one node ${ms(x.colocatedP50Ms)}, from two nodes ${ms(x.splitP50Ms)} (${Math.round(x.splitPairs * 100)}% of pairs)`,
       );
     }
     process.stdout.write(
