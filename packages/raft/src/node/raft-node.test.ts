@@ -1,3 +1,6 @@
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { type ConsensusError, isConsensusError } from "@quorum/consensus";
 import { type ConformanceHarness, conformanceCases } from "@quorum/consensus/testing";
 import { afterEach, describe, expect, it } from "vitest";
@@ -132,6 +135,65 @@ describe("RaftNode", () => {
     expect(members.find((m) => m.id === "n4")?.learner).toBe(false);
     await cluster.node(leader).propose(Buffer.from("after"));
     await cluster.waitUntil("n4 applied", () => cluster!.slot("n4").machine.commands.at(-1) === "after");
+  });
+
+  it("streams a received snapshot into a file in snapshotDir, removed once installed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "quorum-raft-snapdir-"));
+    try {
+      cluster = new NodeCluster(["n1", "n2", "n3"], {
+        snapshotThreshold: 20,
+        snapshotCatchUpEntries: 0,
+        snapshotChunkBytes: 64,
+        snapshotDir: dir,
+      });
+      await cluster.start();
+      const leader = await cluster.waitForLeader();
+      for (let i = 0; i < 40; i++) await cluster.node(leader).propose(Buffer.from(`p${i}`));
+      await cluster.waitUntil("compacted", () => (cluster!.node(leader).coreStatus()?.firstIndex ?? 0) > 2);
+      await cluster.startNode("n4", []);
+      const images = new Set<string>();
+      const watch = setInterval(() => {
+        for (const f of readdirSync(dir)) images.add(f);
+      }, 1);
+      await cluster
+        .node(leader)
+        .changeMembership({ type: "addLearner", member: { id: "n4", address: "memory:n4" } });
+      await cluster.waitUntil("learner caught up", () => cluster!.slot("n4").machine.commands.length === 40);
+      clearInterval(watch);
+      expect(cluster.slot("n4").machine.commands).toEqual(cluster.slot(leader).machine.commands);
+      expect([...images].some((f) => f.startsWith("incoming-n4-"))).toBe(true);
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses a snapshot transfer larger than maxSnapshotBytes", async () => {
+    let refused = 0;
+    const ignore = () => {};
+    cluster = new NodeCluster(["n1", "n2", "n3"], {
+      snapshotThreshold: 20,
+      snapshotCatchUpEntries: 0,
+      maxSnapshotBytes: 8,
+      logger: {
+        debug: ignore,
+        info: ignore,
+        error: ignore,
+        warn: (_obj, msg) => {
+          if (msg === "refused a snapshot too large") refused++;
+        },
+      },
+    });
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    for (let i = 0; i < 40; i++) await cluster.node(leader).propose(Buffer.from(`p${i}`));
+    await cluster.waitUntil("compacted", () => (cluster!.node(leader).coreStatus()?.firstIndex ?? 0) > 2);
+    await cluster.startNode("n4", []);
+    await cluster
+      .node(leader)
+      .changeMembership({ type: "addLearner", member: { id: "n4", address: "memory:n4" } });
+    await cluster.waitUntil("a transfer was refused", () => refused > 0);
+    expect(cluster.slot("n4").machine.commands).toEqual([]);
   });
 
   it("transfers leadership to a chosen follower", async () => {

@@ -1,5 +1,4 @@
 import {
-  bytesSnapshot,
   ConsensusError,
   type LogEntry,
   type LogEvent,
@@ -28,6 +27,7 @@ import {
 } from "../core/types.js";
 import { decodeFrame, encodeFrame, type SnapshotAck, type SnapshotChunk } from "../wire/codec.js";
 import { RaftMetrics } from "./metrics.js";
+import { fileSink, type ImageSink, memorySink, removeStaleImages } from "./snapshot-image.js";
 
 /** The subset of pino's logger the runtime calls (a pino logger or child fits). */
 export interface Logger {
@@ -86,6 +86,13 @@ export interface RaftNodeOptions<Result = unknown> {
   readonly snapshotCatchUpEntries?: number;
   /** Bytes per snapshot chunk on the wire. Default 256 KiB. */
   readonly snapshotChunkBytes?: number;
+  /**
+   * Receive snapshot images into files in this directory (streamed chunk by chunk, removed
+   * once installed) instead of memory. Default: memory.
+   */
+  readonly snapshotDir?: string;
+  /** A snapshot transfer announcing more bytes than this is refused. Default 16 GiB. */
+  readonly maxSnapshotBytes?: number;
   /** Default timeout of propose/read/changeMembership. Default 10 s. */
   readonly defaultTimeoutMs?: number;
   /**
@@ -137,8 +144,7 @@ interface Settle<T> {
 
 interface IncomingTransfer {
   readonly transferId: string;
-  readonly parts: Uint8Array[];
-  received: number;
+  readonly sink: ImageSink;
 }
 
 interface OutgoingTransfer {
@@ -189,7 +195,8 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
 
   private readonly incoming = new Map<string, IncomingTransfer>();
   /** The image of the snapshot the core is about to install, by index. */
-  private receivedSnapshot: { index: number; data: Uint8Array } | undefined;
+  private receivedSnapshot: { index: number; sink: ImageSink } | undefined;
+  private imageCounter = 0;
   private readonly outgoing = new Map<string, OutgoingTransfer>();
   private transferCounter = 0;
   /** Peers handed to the transport (by id → address). */
@@ -236,6 +243,7 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
       );
     }
     this.lastSnapshotIndex = snapshotIndex;
+    if (this.options.snapshotDir) removeStaleImages(this.options.snapshotDir);
     this.raft = new Raft({
       ...this.options.core,
       id: this.nodeId,
@@ -282,6 +290,10 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
     this.transferWaiters.clear();
     for (const t of this.outgoing.values())
       t.onAck?.({ transferId: t.transferId, received: 0, reject: true });
+    for (const t of this.incoming.values()) t.sink.discard();
+    this.incoming.clear();
+    this.receivedSnapshot?.sink.discard();
+    this.receivedSnapshot = undefined;
     this.metrics.setRole("stopped");
     this.emit({ type: "roleChanged", role: "stopped" });
     this.log.info({ node: this.nodeId }, "raft node closed");
@@ -693,7 +705,11 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
     this.receivedSnapshot = undefined;
     // The state machine first: if we crash before the log records the snapshot, the log is
     // merely behind the state machine, and entries up to its applied index are skipped.
-    await this.options.stateMachine.restore(bytesSnapshot(meta.index, received.data));
+    try {
+      await this.options.stateMachine.restore(received.sink.snapshot(meta.index));
+    } finally {
+      received.sink.discard();
+    }
     for (const [index, p] of this.pending) {
       if (index <= meta.index) {
         this.pending.delete(index);
@@ -810,46 +826,62 @@ export class RaftNode<Result = unknown> implements ReplicatedLog<Result> {
   }
 
   private onChunk(from: string, chunk: SnapshotChunk): void {
+    const refuse = (received: number) =>
+      this.sendFrame(from, { messages: [], ack: { transferId: chunk.transferId, received, reject: true } });
     let t = this.incoming.get(from);
     if (!t || t.transferId !== chunk.transferId) {
       if (chunk.offset !== 0) {
-        this.sendFrame(from, {
-          messages: [],
-          ack: { transferId: chunk.transferId, received: 0, reject: true },
-        });
+        refuse(0);
         return;
       }
-      t = { transferId: chunk.transferId, parts: [], received: 0 };
+      const max = this.options.maxSnapshotBytes ?? 16 * 2 ** 30;
+      if (chunk.totalSize > max) {
+        this.metrics.droppedMessages.inc({ node: this.nodeId, reason: "snapshotTooLarge" });
+        this.log.warn(
+          { node: this.nodeId, from, bytes: chunk.totalSize, max },
+          "refused a snapshot too large",
+        );
+        refuse(0);
+        return;
+      }
+      t?.sink.discard(); // a newer transfer from the same leader replaces an unfinished one
+      const dir = this.options.snapshotDir;
+      t = {
+        transferId: chunk.transferId,
+        sink: dir ? fileSink(dir, `${this.nodeId}-${this.nonce}-${++this.imageCounter}`) : memorySink(),
+      };
       this.incoming.set(from, t);
     }
-    if (chunk.offset === t.received) {
-      t.parts.push(chunk.data.slice());
-      t.received += chunk.data.byteLength;
-    } else if (chunk.offset > t.received) {
+    const sink = t.sink;
+    if (chunk.offset === sink.received) {
+      if (sink.received + chunk.data.byteLength > chunk.totalSize) {
+        this.incoming.delete(from);
+        sink.discard();
+        refuse(sink.received);
+        return;
+      }
+      sink.append(chunk.data);
+    } else if (chunk.offset > sink.received) {
       this.incoming.delete(from);
-      this.sendFrame(from, {
-        messages: [],
-        ack: { transferId: chunk.transferId, received: t.received, reject: true },
-      });
+      sink.discard();
+      refuse(sink.received);
       return;
     }
     if (chunk.last && chunk.message?.snapshot) {
       this.incoming.delete(from);
-      const data = Buffer.concat(t.parts);
-      if (data.byteLength !== chunk.totalSize) {
-        this.sendFrame(from, {
-          messages: [],
-          ack: { transferId: chunk.transferId, received: t.received, reject: true },
-        });
+      if (sink.received !== chunk.totalSize) {
+        sink.discard();
+        refuse(sink.received);
         return;
       }
-      this.receivedSnapshot = { index: chunk.message.snapshot.index, data };
+      this.receivedSnapshot?.sink.discard();
+      this.receivedSnapshot = { index: chunk.message.snapshot.index, sink };
       this.raft!.step(chunk.message);
       this.kick();
     }
     this.sendFrame(from, {
       messages: [],
-      ack: { transferId: chunk.transferId, received: t.received, reject: false },
+      ack: { transferId: chunk.transferId, received: sink.received, reject: false },
     });
   }
 
