@@ -127,10 +127,11 @@ function openStateMachine(path, kind) {
 }
 
 const machine = openStateMachine(join(dir, `${id}-sm.db`), mode);
-// RAFT_WRITER_THREAD=1: the log's writes and fsyncs on a worker thread (SqliteLogStore writerThread).
+// The log's writes and fsyncs run on a worker thread (SqliteLogStore's default);
+// RAFT_WRITER_THREAD=0 makes them inline, on the event loop (for comparison).
 const storage = new SqliteLogStore({
   path: join(dir, `${id}-log.db`),
-  writerThread: process.env.RAFT_WRITER_THREAD === "1",
+  writerThread: process.env.RAFT_WRITER_THREAD !== "0",
 });
 const transport = new GrpcTransport({
   nodeId: id,
@@ -148,6 +149,7 @@ const node = new RaftNode({
   storage,
   stateMachine: machine,
   random: seededRandom(seed),
+  snapshotDir: join(dir, `${id}-snapshots`),
 });
 await transport.start();
 await node.start();

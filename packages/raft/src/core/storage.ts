@@ -46,12 +46,6 @@ export interface LogStore extends Storage {
    */
   save(update: LogUpdate): void | Promise<void>;
   /**
-   * True when `save` blocks the thread for its fsync: the host then lets the messages it may
-   * send before persisting (a leader's appends, §10.2.1) leave first, so that the followers'
-   * writes overlap its own.
-   */
-  readonly blocksOnSync?: boolean;
-  /**
    * Discards entries up to and including `index` (which must be present and applied),
    * recording the snapshot metadata there (its term and configuration).
    */

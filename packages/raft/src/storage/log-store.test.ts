@@ -16,17 +16,17 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let n = 0;
 const paths = new WeakMap<object, string>();
 
-describeLogStore("SqliteLogStore", {
+describeLogStore("SqliteLogStore with inline writes", {
   create(members) {
     const path = join(dir, `log-${n++}.db`);
-    const store = new SqliteLogStore({ path, initialMembers: members });
+    const store = new SqliteLogStore({ path, initialMembers: members, writerThread: false });
     paths.set(store, path);
     return store;
   },
   reopen(store) {
     const path = paths.get(store)!;
     store.close();
-    const again = new SqliteLogStore({ path });
+    const again = new SqliteLogStore({ path, writerThread: false });
     paths.set(again, path);
     return again;
   },
@@ -41,8 +41,7 @@ describeLogStore("SqliteLogStore with a writer thread", {
   },
   async reopen(store) {
     const path = paths.get(store)!;
-    await (store as SqliteLogStore).flushed();
-    store.close();
+    store.close(); // waits for the writer thread
     const again = new SqliteLogStore({ path, writerThread: true });
     paths.set(again, path);
     return again;
@@ -52,7 +51,11 @@ describeLogStore("SqliteLogStore with a writer thread", {
 describe("SqliteLogStore under a running cluster", () => {
   it("fsyncs only saves that must be durable, and keeps every save", () => {
     const path = join(dir, "mustsync.db");
-    const s = new SqliteLogStore({ path, initialMembers: [{ id: "a", address: "", learner: false }] });
+    const s = new SqliteLogStore({
+      path,
+      initialMembers: [{ id: "a", address: "", learner: false }],
+      writerThread: false,
+    });
     const modes: number[] = [];
     const pragma = s.db.pragma.bind(s.db);
     // Records the synchronous mode in force when each save's transaction runs.
@@ -85,7 +88,12 @@ describe("SqliteLogStore under a running cluster", () => {
   it("three cores on SQLite logs agree, survive a full restart and compaction, and keep every committed entry", () => {
     const c = new CoreCluster(["n1", "n2", "n3"], {
       storage: (id, members) =>
-        new SqliteLogStore({ path: join(dir, `cluster-${id}.db`), initialMembers: members }),
+        // The core cluster persists synchronously: inline writes.
+        new SqliteLogStore({
+          path: join(dir, `cluster-${id}.db`),
+          initialMembers: members,
+          writerThread: false,
+        }),
     });
     c.campaign("n1");
     for (let i = 0; i < 10; i++) c.propose(`p${i}`);
@@ -133,6 +141,7 @@ describe("SqliteLogStore matches MemoryStorage on random operation sequences (di
             path: join(dir, `diff-${run++}.db`),
             initialMembers: members,
             cacheEntries: 3,
+            writerThread: false,
           });
           try {
             for (const o of ops) {

@@ -55,7 +55,8 @@ parentPort.on("message", (m) => {
       compact(m.index, m.snapshot);
     } else if (m.op === "close") {
       db.close();
-      parentPort.postMessage({ seq: m.seq, ok: true });
+      Atomics.store(workerData.closed, 0, 1);
+      Atomics.notify(workerData.closed, 0);
       parentPort.close();
       return;
     }
@@ -86,17 +87,27 @@ export class LogWriter {
   /** The first failure: every later request fails with it (the log on disk stopped there). */
   private failure: Error | undefined;
 
+  /** Set to 1 by the worker once its connection is closed (see `close`). */
+  private readonly closedFlag = new Int32Array(new SharedArrayBuffer(4));
+  private closing = false;
+
   constructor(path: string) {
     const driver = createRequire(import.meta.url).resolve("better-sqlite3");
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path, driver } });
+    this.worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { path, driver, closed: this.closedFlag },
+    });
     this.worker.on("message", (m: { seq: number; ok: boolean; error?: string }) => {
       const w = this.waiting.get(m.seq);
       this.waiting.delete(m.seq);
+      if (this.waiting.size === 0) this.worker.unref();
       if (m.ok) w?.resolve();
       else this.fail(new Error(`log writer: ${m.error}`));
     });
     this.worker.on("error", (err) => this.fail(err));
     this.worker.on("exit", () => this.fail(new Error("log writer thread exited")));
+    // Only an idle writer lets the process exit (see `post`).
+    this.worker.unref();
   }
 
   /** Resolves once the request's transaction is committed (and, for a save that must, synced). */
@@ -104,6 +115,7 @@ export class LogWriter {
     if (this.failure) return Promise.reject(this.failure);
     const seq = ++this.seq;
     return new Promise<void>((resolve, reject) => {
+      if (this.waiting.size === 0) this.worker.ref(); // a write in flight keeps the process up
       this.waiting.set(seq, { resolve, reject });
       this.worker.postMessage({ ...request, seq });
     });
@@ -114,10 +126,19 @@ export class LogWriter {
     return this.post({ op: "flush" });
   }
 
-  /** Closes the connection after the requests already posted; the thread then ends. */
-  close(): Promise<void> {
-    const done = this.post({ op: "close" }).catch(() => {});
-    return done;
+  /**
+   * Finishes the requests already posted, closes the worker's connection and returns once it
+   * is closed (blocking, at most `waitMs`), so the file can be opened again at once.
+   */
+  close(waitMs = 10_000): void {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.failure) {
+      void this.worker.terminate();
+      return;
+    }
+    this.worker.postMessage({ op: "close", seq: ++this.seq });
+    Atomics.wait(this.closedFlag, 0, 0, waitMs);
   }
 
   private fail(err: Error): void {

@@ -32,7 +32,9 @@ export interface SqliteLogStoreOptions {
   readonly cacheEntries?: number;
   /**
    * Write (and fsync) on a worker thread (`LogWriter`): `save` then returns a promise that
-   * resolves once the update is durable, and the event loop runs meanwhile. Default false.
+   * resolves once the update is durable, and the event loop runs meanwhile. Default true for
+   * a file (":memory:" has no second connection): in `pnpm bench:raft` it gave 1.2–2.5x the
+   * commits/s of inline writes, at about half the p50 latency.
    */
   readonly writerThread?: boolean;
 }
@@ -44,8 +46,6 @@ export interface SqliteLogStoreOptions {
  */
 export class SqliteLogStore implements LogStore {
   readonly db: Database.Database;
-  /** `save` runs its transaction and fsync on the calling thread (unless `writerThread`). */
-  readonly blocksOnSync: boolean;
   private readonly writer: LogWriter | undefined;
   private hs: HardState = EMPTY_HARD_STATE;
   private snap: SnapshotMeta = EMPTY_SNAPSHOT;
@@ -118,8 +118,7 @@ export class SqliteLogStore implements LogStore {
     this.last = max.last ?? this.snap.index;
     // In memory there is no second connection: the writer thread is for files.
     this.writer =
-      options.writerThread && options.path !== ":memory:" ? new LogWriter(options.path) : undefined;
-    this.blocksOnSync = this.writer === undefined;
+      (options.writerThread ?? true) && options.path !== ":memory:" ? new LogWriter(options.path) : undefined;
   }
 
   hardState(): HardState {
@@ -327,8 +326,9 @@ export class SqliteLogStore implements LogStore {
     await this.writer?.flushed();
   }
 
+  /** Waits for the writer thread to finish what it was given (see `LogWriter.close`). */
   close(): void {
-    void this.writer?.close();
+    this.writer?.close();
     if (this.db.open) this.db.close();
   }
 }
