@@ -26,7 +26,8 @@ export class ShardTxnRecovery {
   private readonly firstSeen = new Map<string, number>();
   private readonly recovered: Counter<"decision"> | undefined;
   private timer: Timer | undefined;
-  private running = false;
+  /** Parts being finished now (hex tx id / shard): each is finished on its own, so one whose anchor does not answer holds up no other. */
+  private readonly inFlight = new Set<string>();
   private closed = false;
 
   constructor(
@@ -47,56 +48,55 @@ export class ShardTxnRecovery {
   private schedule(): void {
     if (this.closed) return;
     this.timer = this.options.clock.schedule(this.options.intervalMs, () => {
-      this.runOnce()
-        .catch((err: unknown) => this.options.logger.warn({ err: String(err) }, "txn recovery pass failed"))
-        .finally(() => this.schedule());
+      this.runOnce().catch((err: unknown) =>
+        this.options.logger.warn({ err: String(err) }, "txn recovery pass failed"),
+      );
+      this.schedule();
     });
   }
 
-  /** One pass over the shards this node leads; resolves with the number of parts it finished. */
+  /**
+   * One pass over the shards this node leads: starts finishing every stale part not already
+   * being finished, all at once; resolves with the number of parts this pass finished.
+   */
   async runOnce(): Promise<number> {
-    if (this.running || this.closed) return 0;
-    this.running = true;
-    try {
-      const now = this.options.clock.now();
-      const present = new Set<string>();
-      const stale: { shard: number; txId: Buffer; anchor: number }[] = [];
-      for (let shard = 0; shard < this.access.map.count; shard++) {
-        if (!this.access.leads(shard)) continue;
-        for (const intent of this.access.prepared(shard)) {
-          const hex = intent.txId.toString("hex");
-          const key = `${hex}/${shard}`;
-          present.add(key);
-          const first = this.firstSeen.get(key) ?? now;
-          this.firstSeen.set(key, first);
-          if (now - first >= this.options.staleAfterMs && !this.options.isActive(hex)) {
-            stale.push({ shard, txId: intent.txId, anchor: intent.part.anchor });
-          }
-        }
+    if (this.closed) return 0;
+    const now = this.options.clock.now();
+    const present = new Set<string>();
+    const started: Promise<boolean>[] = [];
+    for (let shard = 0; shard < this.access.map.count; shard++) {
+      if (!this.access.leads(shard)) continue;
+      for (const intent of this.access.prepared(shard)) {
+        const hex = intent.txId.toString("hex");
+        const key = `${hex}/${shard}`;
+        present.add(key);
+        const first = this.firstSeen.get(key) ?? now;
+        this.firstSeen.set(key, first);
+        if (now - first < this.options.staleAfterMs || this.options.isActive(hex) || this.inFlight.has(key))
+          continue;
+        this.inFlight.add(key);
+        started.push(
+          this.finish(shard, intent.txId, intent.part.anchor)
+            .then(
+              (decision) => {
+                this.recovered?.inc({ decision: decision.commit ? "commit" : "abort" });
+                this.options.logger.info(
+                  { txId: hex, shard, commit: decision.commit },
+                  "recovered a prepared cross-shard txn",
+                );
+                return true;
+              },
+              (err: unknown) => {
+                this.options.logger.warn({ txId: hex, shard, err: String(err) }, "txn recovery will retry");
+                return false;
+              },
+            )
+            .finally(() => this.inFlight.delete(key)),
+        );
       }
-      for (const key of this.firstSeen.keys()) if (!present.has(key)) this.firstSeen.delete(key);
-      let finished = 0;
-      for (const s of stale) {
-        if (this.closed) break;
-        try {
-          const decision = await this.finish(s.shard, s.txId, s.anchor);
-          this.recovered?.inc({ decision: decision.commit ? "commit" : "abort" });
-          this.options.logger.info(
-            { txId: s.txId.toString("hex"), shard: s.shard, commit: decision.commit },
-            "recovered a prepared cross-shard txn",
-          );
-          finished++;
-        } catch (err) {
-          this.options.logger.warn(
-            { txId: s.txId.toString("hex"), err: String(err) },
-            "txn recovery will retry",
-          );
-        }
-      }
-      return finished;
-    } finally {
-      this.running = false;
     }
+    for (const key of this.firstSeen.keys()) if (!present.has(key)) this.firstSeen.delete(key);
+    return (await Promise.all(started)).filter(Boolean).length;
   }
 
   private async finish(shard: number, txId: Buffer, anchor: number): Promise<TxnDecision> {
