@@ -242,7 +242,10 @@ export function addSafetyInvariant(sim: Simulation, r: SimRaft): void {
         id,
         role: s.role,
         term: s.term,
-        commitIndex: Math.min(s.commitIndex, storage.lastIndex()),
+        // The view is the persisted log: while a save is in flight the core may already have
+        // committed entries that replace stored ones (a follower's truncation), so count as
+        // committed only what is persisted.
+        commitIndex: Math.min(s.commitIndex, s.stableIndex, storage.lastIndex()),
         firstIndex: first,
         entries: storage.entries(first, storage.lastIndex() + 1),
         snapshotTerm: storage.term(first - 1) ?? 0,

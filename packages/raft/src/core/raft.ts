@@ -106,6 +106,8 @@ export interface RaftStatus {
   readonly commitIndex: number;
   readonly appliedIndex: number;
   readonly lastIndex: number;
+  /** The last index the host has persisted (entries after it are still in memory only). */
+  readonly stableIndex: number;
   readonly firstIndex: number;
   readonly members: readonly RaftMember[];
   readonly leadTransferee: NodeId;
@@ -1073,6 +1075,7 @@ export class Raft {
       commitIndex: this.log.committed,
       appliedIndex: this.log.applied,
       lastIndex: this.log.lastIndex(),
+      stableIndex: this.log.stableIndex(),
       firstIndex: this.log.firstIndex(),
       members: this.members(),
       leadTransferee: this.leadTransferee,
