@@ -76,6 +76,16 @@ describe("etcdctl against three quorum node --shards 3 processes", () => {
     expect(leaders.every((l) => l !== undefined && names.includes(l))).toBe(true);
   });
 
+  it("spreads shard leadership over the nodes: one shard each (LeaderBalancer)", async () => {
+    let leaders = await cluster!.shardLeaders();
+    const deadline = Date.now() + 30_000;
+    while (new Set(leaders).size < 3 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      leaders = await cluster!.shardLeaders();
+    }
+    expect([...leaders].sort()).toEqual([...names].sort());
+  });
+
   it("puts and gets keys of every shard through every node", async () => {
     for (const name of names) {
       const keys = [`0/${name}`, `K${name}`, `k${name}`];

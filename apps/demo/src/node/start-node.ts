@@ -89,6 +89,8 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
           ...serviceOptions,
           // A Txn over several shards runs as a two-phase commit through the shards' logs.
           crossShardTxn: (access) => new ShardTxnEngine(access, { logger, metrics }),
+          // Elections tend to put every shard's leader on one node; spread them.
+          balanceLeadersIntervalMs: 2_000,
         });
 
   let metricsServer: Server | undefined;

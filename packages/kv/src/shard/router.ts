@@ -64,6 +64,7 @@ import {
 import { evaluateCompare } from "../store/compare.js";
 import type { Intent } from "../store/intents.js";
 import { type ApplyResult, isTxnReadOnly, type KvStore } from "../store/kv-store.js";
+import { LeaderBalancer } from "./leader-balancer.js";
 import { mergeDelete, mergeRange, txnRanges } from "./merge.js";
 import { ShardedWatchStream } from "./sharded-watch.js";
 import { ShardMap } from "./split.js";
@@ -114,6 +115,11 @@ export interface ShardedKvServiceOptions
   readonly crossShardTxn?: (access: ShardTxnAccess) => CrossShardTxn;
   /** How often a shard leader raises an idle shard's revision to the node's highest known one; default 20. */
   readonly shardBumpIntervalMs?: number;
+  /**
+   * How often this node checks whether it leads too many shards and hands one over
+   * (`LeaderBalancer`); off when undefined. `quorum node` sets it.
+   */
+  readonly balanceLeadersIntervalMs?: number;
 }
 
 type AnyCall = ServerUnaryCall<unknown, unknown>;
@@ -150,6 +156,7 @@ export class ShardedKvService {
   private readonly requestTimeoutMs: number;
   private readonly streams = new Set<ShardedWatchStream>();
   private readonly crossShard: CrossShardTxn | undefined;
+  private readonly balancer: LeaderBalancer | undefined;
 
   constructor(private readonly options: Omit<ShardedKvServiceOptions, "listen">) {
     if (options.shards.length === 0) throw new RangeError("at least one shard");
@@ -163,7 +170,14 @@ export class ShardedKvService {
       );
     }
     this.requestTimeoutMs = options.requestTimeoutMs ?? 7_000;
-    const { shards: _s, splitPoints: _p, crossShardTxn: _c, shardBumpIntervalMs: _b, ...common } = options;
+    const {
+      shards: _s,
+      splitPoints: _p,
+      crossShardTxn: _c,
+      shardBumpIntervalMs: _b,
+      balanceLeadersIntervalMs: _l,
+      ...common
+    } = options;
     this.services = options.shards.map(
       (shard, i) =>
         new KvService({
@@ -195,6 +209,16 @@ export class ShardedKvService {
       this.bumpTimer = this.clock.schedule(every, tick);
     }
     this.crossShard = options.crossShardTxn?.(this.txnAccess());
+    if (options.shards.length > 1 && options.balanceLeadersIntervalMs !== undefined) {
+      this.balancer = new LeaderBalancer(
+        options.shards.map((s) => s.log),
+        {
+          clock: this.clock,
+          intervalMs: options.balanceLeadersIntervalMs,
+          ...(options.logger ? { logger: options.logger } : {}),
+        },
+      );
+    }
   }
 
   private txnAccess(): ShardTxnAccess {
@@ -614,6 +638,7 @@ export class ShardedKvService {
 
   close(): void {
     this.crossShard?.close();
+    this.balancer?.close();
     this.closed = true;
     this.bumpTimer?.cancel();
     for (const s of [...this.streams]) s.close();
