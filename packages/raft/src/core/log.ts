@@ -149,8 +149,13 @@ export class RaftLog {
     this.offset = snapshot.index + 1;
   }
 
-  /** The last index the host has persisted (or that a pending snapshot covers). */
+  /**
+   * The last index up to which the host has persisted this log. While a received snapshot is
+   * not yet persisted, the stored entries are stale (the snapshot replaces them all), so only
+   * the stored snapshot's index counts.
+   */
   stableIndex(): number {
+    if (this.unstableSnapshot) return Math.min(this.offset - 1, this.storage.snapshot().index);
     return this.offset - 1;
   }
 
