@@ -21,6 +21,7 @@ const toPb: Record<MessageType, pb.MessageType> = {
   learn: pb.MessageType.MESSAGE_TYPE_LEARN,
   readIndex: pb.MessageType.MESSAGE_TYPE_READ_INDEX,
   readIndexResp: pb.MessageType.MESSAGE_TYPE_READ_INDEX_RESP,
+  timeoutNow: pb.MessageType.MESSAGE_TYPE_TIMEOUT_NOW,
 };
 const fromPb = new Map<number, MessageType>(Object.entries(toPb).map(([k, v]) => [v, k as MessageType]));
 

@@ -126,6 +126,7 @@ function fencedService(log: PaxosNode<ApplyResult>, dead: () => boolean): Replic
     read: (options) => (dead() ? never() : log.read(options)),
     status: () => log.status(),
     changeMembership: (change, options) => log.changeMembership(change, options),
+    transferLeadership: (id, options) => log.transferLeadership(id, options),
     subscribe: (listener) => log.subscribe(listener),
     close: () => log.close(),
   };

@@ -406,6 +406,36 @@ describe("read barrier", () => {
   });
 });
 
+describe("leadership transfer", () => {
+  it("the leader tells a peer to campaign only once it has every chosen slot; the peer then leads", () => {
+    const c = new CoreCluster(ids);
+    c.elect("n1");
+    c.propose("n1", "a");
+    c.deliver(CoreCluster.isolate("n3"));
+    expect(c.node("n1").transferLeadership("n3")).toBe(true);
+    c.drain("n1");
+    expect(c.inbox.some((m) => m.type === "timeoutNow"), "n3 has not caught up yet").toBe(false);
+    // Heartbeats bring n3 up to date (learn), then it is told to campaign, and wins.
+    for (let i = 0; i < 5 && c.node("n3").status().role !== "leader"; i++) {
+      c.tick("n1");
+      c.deliver();
+    }
+    expect(c.node("n3").status().role).toBe("leader");
+    expect(c.node("n1").status().role).toBe("follower");
+    expect(c.commands("n3")).toEqual(["a"]);
+    expect(c.checkAgreement()).toBeUndefined();
+  });
+
+  it("a follower ignores timeoutNow from a node it does not follow", () => {
+    const c = new CoreCluster(ids);
+    c.elect("n1");
+    const before = c.node("n3").status().promised;
+    c.node("n3").step(msg({ type: "timeoutNow", from: "n2", to: "n3", ballot: before }));
+    expect(c.node("n3").status().role).toBe("follower");
+    expect(c.node("n3").status().promised).toEqual(before);
+  });
+});
+
 describe("recovery", () => {
   it("a restarted acceptor keeps its promise: it never accepts below a ballot it promised", () => {
     const c = new CoreCluster(ids);

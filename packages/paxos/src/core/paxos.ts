@@ -118,6 +118,8 @@ interface Leadership {
   nextReadSeq: number;
   /** Tick of the last learn message sent to each peer. */
   readonly learnSentTick: Map<NodeId, number>;
+  /** A leadership transfer waiting for this peer to catch up. */
+  transferee: NodeId | undefined;
 }
 
 const EMPTY: readonly never[] = [];
@@ -282,6 +284,11 @@ export class Paxos {
       case "readIndexResp":
         this.onReadIndexResp(m);
         break;
+      case "timeoutNow":
+        // Only the leader we follow may hand us leadership.
+        if (this.role === "follower" && m.from === this.leader && ballotEquals(m.ballot, this.leaderBallot))
+          this.campaign();
+        break;
     }
   }
 
@@ -317,6 +324,27 @@ export class Paxos {
     if (this.role !== "follower" || this.leader === NONE) return false;
     this.send({ type: "readIndex", to: this.leader, ballot: this.leaderBallot, context });
     return true;
+  }
+
+  /**
+   * Leadership transfer (Raft's, thesis §3.10): once `to` has reported every slot this leader
+   * knows chosen, it is told to campaign at once (a forced phase 1 with a higher ballot,
+   * which deposes this leader). Returns false when this node does not lead or `to` is not a
+   * peer. The host watches for `to` becoming leader.
+   */
+  transferLeadership(to: NodeId): boolean {
+    const l = this.leadership;
+    if (this.role !== "leader" || !l || !this.peers.includes(to)) return false;
+    l.transferee = to;
+    this.maybeSendTimeoutNow(l);
+    return true;
+  }
+
+  private maybeSendTimeoutNow(l: Leadership): void {
+    const to = l.transferee;
+    if (to === undefined || (l.peerChosen.get(to) ?? 0) < this.chosenSlot) return;
+    l.transferee = undefined;
+    this.send({ type: "timeoutNow", to, ballot: l.ballot });
   }
 
   private startRead(l: Leadership, context: string, from: NodeId | undefined): void {
@@ -725,6 +753,7 @@ export class Paxos {
       reads: [],
       nextReadSeq: 1,
       learnSentTick: new Map(),
+      transferee: undefined,
     };
     this.candidacy = undefined;
     this.leadership = l;
@@ -821,6 +850,7 @@ export class Paxos {
       this.checkReads(l);
     }
     this.maybeSendLearn(l, m.from, m.commit);
+    this.maybeSendTimeoutNow(l);
   }
 
   /** Catch-up: a replica that reports a chosen prefix behind the leader's gets the values. */

@@ -71,7 +71,8 @@ export type MessageType =
   | "heartbeatResp"
   | "learn"
   | "readIndex"
-  | "readIndexResp";
+  | "readIndexResp"
+  | "timeoutNow";
 
 /**
  * One flat message shape for every type. Field meanings by type:
@@ -87,6 +88,7 @@ export type MessageType =
  *   it) to run a read barrier for `context`.
  * - readIndexResp: `commit` is the log index the read must wait for, or `reject` when the
  *   receiver does not lead.
+ * - timeoutNow: the leader (`ballot` is its) asks a caught-up follower to campaign at once.
  * - a response with `reject`: `promised` is the higher ballot the acceptor has promised.
  */
 export interface Message {

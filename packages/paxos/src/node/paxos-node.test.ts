@@ -117,6 +117,40 @@ describe("PaxosNode", () => {
   });
 });
 
+describe("PaxosNode leadership transfer", () => {
+  it("hands leadership to a follower, which then commits; refuses on a follower and for a non-member", async () => {
+    const c = new NodeCluster(["n1", "n2", "n3"]);
+    await c.start();
+    try {
+      let leader = "";
+      await c.waitUntil("a leader every node follows", () => {
+        leader = c.ids.find((id) => c.node(id).status().role === "leader") ?? "";
+        return leader !== "" && c.ids.every((id) => c.node(id).status().leaderId === leader);
+      });
+      for (let i = 0; i < 3; i++) await c.node(leader).propose(new TextEncoder().encode(`before${i}`));
+      const target = c.ids.find((id) => id !== leader)!;
+      const other = c.ids.find((id) => id !== leader && id !== target)!;
+      await expect(c.node(other).transferLeadership(target)).rejects.toMatchObject({ code: "NOT_LEADER" });
+      await expect(c.node(leader).transferLeadership("n9")).rejects.toMatchObject({
+        code: "INVALID_ARGUMENT",
+      });
+
+      await c.node(leader).transferLeadership(target, { timeoutMs: 3_000 });
+      expect(c.node(target).status().role).toBe("leader");
+      expect(c.node(leader).status().role).toBe("follower");
+      await c.node(target).propose(new TextEncoder().encode("after"));
+      await c.waitUntil("every replica applied every command", () =>
+        c.ids.every((id) => c.machine(id).commands.join() === "before0,before1,before2,after"),
+      );
+      // Transferring to itself is a no-op on the leader.
+      await c.node(target).transferLeadership(target);
+      expect(c.node(target).status().role).toBe("leader");
+    } finally {
+      await c.close();
+    }
+  });
+});
+
 describe("PaxosNode reads on a follower", () => {
   it("a follower's read waits until it has applied every command the leader had chosen", async () => {
     const c = new NodeCluster(["n1", "n2", "n3"]);

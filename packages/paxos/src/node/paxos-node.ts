@@ -338,6 +338,40 @@ export class PaxosNode<Result = unknown> implements ReplicatedLog<Result> {
     throw new ConsensusError("INVALID_ARGUMENT", "membership changes are not supported by paxos yet");
   }
 
+  /**
+   * Hands leadership to `id`: once it has every chosen slot, the leader tells it to campaign
+   * at once (`timeoutNow`); resolves when this node sees `id` lead. Rejects NOT_LEADER on a
+   * node that does not lead, INVALID_ARGUMENT for a node that is not a member, TIMEOUT when
+   * `id` does not take over in time (default: four election timeouts), as Raft's does.
+   */
+  transferLeadership(id: string, options?: ProposeOptions): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const stopped = this.stopped();
+      if (stopped) return reject(stopped);
+      if (id !== this.nodeId && !this.opts.peers.some((p) => p.id === id)) {
+        return reject(new ConsensusError("INVALID_ARGUMENT", `${id} is not a member of this group`));
+      }
+      const s = this.core!.status();
+      if (s.role !== "leader") return reject(this.notLeader(s.leader));
+      if (id === this.nodeId) return resolve();
+      let unsubscribe = () => {};
+      const timeoutMs = options?.timeoutMs ?? 4 * (this.opts.electionTicks ?? 10) * this.tickMs;
+      const cleanup = this.guard({ ...options, timeoutMs }, (e) => {
+        unsubscribe();
+        reject(e);
+      });
+      unsubscribe = this.subscribe((e) => {
+        if (e.type === "leaderChanged" && e.leaderId === id) {
+          unsubscribe();
+          cleanup();
+          resolve();
+        }
+      });
+      this.core!.transferLeadership(id);
+      this.process();
+    });
+  }
+
   subscribe(listener: (event: LogEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

@@ -23,6 +23,8 @@ export enum MessageType {
   /** MESSAGE_TYPE_READ_INDEX - A follower's read barrier, run by the leader for it (etcd's MsgReadIndex). */
   MESSAGE_TYPE_READ_INDEX = 8,
   MESSAGE_TYPE_READ_INDEX_RESP = 9,
+  /** MESSAGE_TYPE_TIMEOUT_NOW - Leadership transfer: the leader asks a caught-up follower to campaign now (Raft's TimeoutNow). */
+  MESSAGE_TYPE_TIMEOUT_NOW = 10,
   UNRECOGNIZED = -1,
 }
 
@@ -58,6 +60,9 @@ export function messageTypeFromJSON(object: any): MessageType {
     case 9:
     case "MESSAGE_TYPE_READ_INDEX_RESP":
       return MessageType.MESSAGE_TYPE_READ_INDEX_RESP;
+    case 10:
+    case "MESSAGE_TYPE_TIMEOUT_NOW":
+      return MessageType.MESSAGE_TYPE_TIMEOUT_NOW;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -87,6 +92,8 @@ export function messageTypeToJSON(object: MessageType): string {
       return "MESSAGE_TYPE_READ_INDEX";
     case MessageType.MESSAGE_TYPE_READ_INDEX_RESP:
       return "MESSAGE_TYPE_READ_INDEX_RESP";
+    case MessageType.MESSAGE_TYPE_TIMEOUT_NOW:
+      return "MESSAGE_TYPE_TIMEOUT_NOW";
     case MessageType.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
