@@ -29,7 +29,7 @@ export interface ShardTxnEngineOptions {
   readonly maxAttempts?: number;
   /** How often this node looks for stale prepared parts in the shards it leads; default 1000. */
   readonly recoveryIntervalMs?: number;
-  /** A prepared part this old (as this node has seen it) is finished by recovery; default 5000. */
+  /** A prepared part this old (as this node has seen it) is finished by recovery; default requestTimeoutMs. */
   readonly staleAfterMs?: number;
   /** Uniform [0, 1) numbers for backoff jitter (seeded in simulation); default Math.random. */
   readonly random?: () => number;
@@ -41,12 +41,21 @@ export interface ShardTxnEngineOptions {
 type Attempt =
   | { readonly kind: "done"; readonly response: TxnResponse }
   /** Not committed; worth another attempt. `conflict`: a lock, else a transient failure (no leader, timeout). */
-  | { readonly kind: "retry"; readonly why: string; readonly conflict: boolean }
+  | {
+      readonly kind: "retry";
+      readonly why: string;
+      readonly conflict: boolean;
+      /** conflict: the lock holder started after this transaction (so this one may keep trying). */
+      readonly olderThanHolder?: boolean;
+    }
   | { readonly kind: "error"; readonly error: unknown };
 
 /** Errors that say "not now" (no leader, leader changed, timeout): the attempt is retried. */
 function transient(err: unknown): boolean {
-  return err instanceof EtcdError && err.code === status.UNAVAILABLE;
+  // DEADLINE_EXCEEDED: a call forwarded to a shard's leader that did not answer in time.
+  return (
+    err instanceof EtcdError && (err.code === status.UNAVAILABLE || err.code === status.DEADLINE_EXCEEDED)
+  );
 }
 
 /**
@@ -103,7 +112,9 @@ export class ShardTxnEngine implements CrossShardTxn {
       clock: this.clock,
       logger: this.logger,
       intervalMs: options.recoveryIntervalMs ?? 1_000,
-      staleAfterMs: options.staleAfterMs ?? 5_000,
+      // Below a transaction's own possible duration, recovery would abort live transactions
+      // of other nodes (safe, but they retry and may be aborted again): default to it.
+      staleAfterMs: options.staleAfterMs ?? this.timeoutMs,
       isActive: (txId) => this.active.has(txId),
       ...(options.metrics ? { metrics: options.metrics } : {}),
     });
@@ -131,7 +142,8 @@ export class ShardTxnEngine implements CrossShardTxn {
       why = result.why;
       if (result.conflict) {
         this.outcomes?.inc({ outcome: "conflict" });
-        if (++conflicts >= this.maxAttempts) break;
+        conflicts++;
+        if (!result.olderThanHolder && conflicts >= this.maxAttempts) break;
       }
       // Jittered exponential backoff, so two transactions that collided do not collide again.
       const delay = Math.min(200, 2 ** attempt) * (0.5 + this.random());
@@ -178,20 +190,25 @@ export class ShardTxnEngine implements CrossShardTxn {
     const votes = new Map<number, TxnVote>();
     let refused: string | undefined;
     let failure: unknown;
+    // Wait-die's priority, without waiting while holding locks: a transaction older than every
+    // holder it met keeps trying until the deadline; a younger one gives up after maxAttempts.
+    let older = true;
     settled.forEach((s, i) => {
       const shard = plan.shards[i]!;
       if (s.status === "rejected") failure ??= s.reason;
       else if (s.value.outcome === TxnVote_Outcome.PREPARED) votes.set(shard, s.value);
-      else
-        refused ??=
-          s.value.outcome === TxnVote_Outcome.CONFLICT
-            ? `a lock in shard ${shard}`
-            : `shard ${shard} aborted it`;
+      else if (s.value.outcome === TxnVote_Outcome.CONFLICT) {
+        refused ??= `a lock in shard ${shard}`;
+        const holder = s.value.holderStartTs;
+        if (!(startTs < holder || (startTs === holder && Buffer.compare(txId, s.value.holderTxId) < 0)))
+          older = false;
+      } else refused ??= `shard ${shard} aborted it`;
     });
     if (refused !== undefined || failure !== undefined) {
       // A prepare that failed (a timeout, say) may still have been applied: abort everywhere.
       this.abortEverywhere(txId, plan, deadline);
-      if (refused !== undefined) return { kind: "retry", why: `conflict: ${refused}`, conflict: true };
+      if (refused !== undefined)
+        return { kind: "retry", why: `conflict: ${refused}`, conflict: true, olderThanHolder: older };
       if (transient(failure) && this.clock.now() < deadline)
         return { kind: "retry", why: (failure as Error).message, conflict: false };
       return { kind: "error", error: failure };
