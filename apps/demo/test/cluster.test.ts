@@ -126,12 +126,13 @@ for (const [consensus, shards] of [
       const metrics = await (await fetch(`http://${http[1]}/metrics`)).text();
       expect(metrics).toMatch(/^# HELP /m);
 
-      // A Txn within one shard commits; one that spans shards is refused, naming them.
+      // A Txn within one shard commits, and so does one that spans shards (two-phase commit).
       const sameShard = 'value("kkey-2") = "value-2"\n\nput kkey-3 v3\n\n\n';
       expect(etcdctlWithInput(all, sameShard, "txn").trim().split("\n")[0]).toBe("SUCCESS");
       if (shards > 1) {
-        const spanning = 'value("0key-0") = "value-0"\n\nput kkey-4 v4\n\n\n';
-        expect(() => etcdctlWithInput(all, spanning, "txn")).toThrow(/Unimplemented.*shards 0, 2 of 3/);
+        const spanning = 'value("0key-0") = "value-0"\n\nput kkey-4 v4\nput 0key-4 v4\n\n\n';
+        expect(etcdctlWithInput(all, spanning, "txn").trim().split("\n")[0]).toBe("SUCCESS");
+        expect(etcdctlWithInput(all, "", "get", "0key-4", "--print-value-only").trim()).toBe("v4");
       }
 
       cluster.kill("SIGTERM");
