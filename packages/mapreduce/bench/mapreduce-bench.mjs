@@ -248,7 +248,7 @@ try {
   }
   const samples = new Map(configs.map((c) => [c.name, []]));
   const cpuSamples = new Map(configs.map((c) => [c.name, []]));
-  const extras = new Map();
+  const extras = new Map(configs.map((c) => [c.name, []]));
   for (let round = 1; round <= repeat; round++) {
     for (const config of configs) {
       const cpuStart = cpuMs();
@@ -263,7 +263,7 @@ try {
         `  round ${round}: ${config.name}: ${seconds.toFixed(2)} s${cpu === undefined ? "" : `, cpu ${cpu.toFixed(2)} s`}${split} (load ${loadavg()[0].toFixed(2)})\n`,
       );
       samples.get(config.name).push(seconds);
-      extras.set(config.name, extra);
+      extras.get(config.name).push(extra);
     }
   }
   const median = (xs) => {
@@ -274,6 +274,8 @@ try {
   for (const config of configs) {
     const all = samples.get(config.name);
     const seconds = median(all);
+    // The extra fields (phase split, digest) of the run nearest the median.
+    const nearest = all.indexOf([...all].sort((a, b) => Math.abs(a - seconds) - Math.abs(b - seconds))[0]);
     rows.push({
       name: config.name,
       seconds,
@@ -281,7 +283,7 @@ try {
       samples: all,
       cpuSeconds: cpuSamples.get(config.name).length ? median(cpuSamples.get(config.name)) : null,
       mbPerSec: mb / seconds,
-      ...extras.get(config.name),
+      ...extras.get(config.name)[nearest],
     });
   }
 
@@ -289,7 +291,11 @@ try {
   const one = rows.find((r) => r.workers === 1);
   const seq = by("sequential");
   const sh = by("tr ");
-  const digests = rows.filter((r) => r.digest).map((r) => JSON.stringify(r.digest));
+  // Every run of every configuration, not only the median ones, must give the same counts.
+  const digests = [...extras.values()]
+    .flat()
+    .filter((e) => e.digest)
+    .map((e) => JSON.stringify(e.digest));
   const consistent = new Set(digests).size === 1;
 
   const pad = (s, n) => String(s).padEnd(n);
