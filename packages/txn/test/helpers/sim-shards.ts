@@ -10,12 +10,10 @@ import {
   ShardedKvService,
   type ShardTxnAccess,
 } from "@quorum/kv";
+import { type LogStore, RaftNode, type RaftNodeOptions, SqliteLogStore } from "@quorum/raft";
 import { type NodeContext, SimCluster, type Simulation } from "@quorum/sim";
 import type { Logger } from "@quorum/transport";
 import { ShardTxnEngine, type ShardTxnEngineOptions } from "@quorum/txn";
-// Raft's sources by path: @quorum/raft is not a dependency of @quorum/txn (the engine runs on
-// any ReplicatedLog) and this package's tsconfig has no path for it; only this harness needs it.
-import { type LogStore, RaftNode, type RaftNodeOptions, SqliteLogStore } from "../../../raft/src/index.js";
 
 /**
  * Three (or more) simulated nodes, each running one RaftNode per shard (channel `raft-${i}`)
