@@ -45,12 +45,23 @@ if (!existsSync(cli)) {
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const identity = (b) => b;
-const call = (c, path, req) =>
+const once = (c, path, req) =>
   new Promise((resolve, reject) =>
     c.makeUnaryRequest(path, identity, identity, req, { deadline: Date.now() + 10_000 }, (e, r) =>
       e ? reject(e) : resolve(r),
     ),
   );
+/** A call, sent again while the answer is "no leader" (given before anything is proposed). */
+async function call(c, path, req) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await once(c, path, req);
+    } catch (err) {
+      if (err.details !== "etcdserver: no leader" || attempt >= 100) throw err;
+      await sleep(100);
+    }
+  }
+}
 
 async function freePorts(n) {
   const servers = await Promise.all(
