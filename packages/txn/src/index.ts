@@ -46,8 +46,8 @@ export {
 export { type BeginOptions, CoordinatorNode, type CoordinatorNodeOptions } from "./node/coordinator-node.js";
 export { ParticipantNode, type ParticipantNodeOptions } from "./node/participant-node.js";
 export type { Participant, ParticipantTxStatus, PrepareRequest } from "./participant.js";
-export { decodeMessage, encodeMessage, maxTxIdLength, txnChannel } from "./wire/codec.js";
+export { ShardTxnEngine, type ShardTxnEngineOptions } from "./shards/engine.js";
 export { branchError, commitRevision, comparesHold, txnResponse } from "./shards/outcome.js";
 export { type Placement, planTxn, type TxnPlan } from "./shards/plan.js";
-export { ShardTxnEngine, type ShardTxnEngineOptions } from "./shards/engine.js";
 export { ShardTxnRecovery } from "./shards/recovery.js";
+export { decodeMessage, encodeMessage, maxTxIdLength, txnChannel } from "./wire/codec.js";

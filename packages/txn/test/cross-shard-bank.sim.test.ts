@@ -748,6 +748,7 @@ describe("recovery of orphaned prepared parts", () => {
         anchor,
         startTs: 0n,
         shards: [anchor, 2],
+        attemptMs: BigInt(Math.floor(sim.now())),
         txn: TxnRequest.fromPartial({
           success: [{ requestPut: { key: Buffer.from("kz"), value: Buffer.from(name) } }],
         }),

@@ -233,6 +233,7 @@ describe("recovery of a transaction whose coordinator vanished", () => {
     anchor: 0,
     startTs: 1n,
     shards: [0, 2],
+    attemptMs: BigInt(Date.now()),
     txn: {
       compare: [],
       success: [

@@ -34,7 +34,14 @@ const put = (key: string, value: string) =>
   apply(encodeCommand.put(PutRequest.fromPartial({ key: b(key), value: b(value) })));
 
 function part(txId: string, txn: Partial<TxnRequest>, startTs = 1n): TxnPart {
-  return { txId: b(txId), anchor: 0, startTs, shards: [0, 1], txn: TxnRequest.fromPartial(txn) };
+  return {
+    txId: b(txId),
+    anchor: 0,
+    startTs,
+    shards: [0, 1],
+    txn: TxnRequest.fromPartial(txn),
+    attemptMs: 0n,
+  };
 }
 const transfer = (txId: string) =>
   part(txId, {

@@ -35,6 +35,12 @@ export interface ShardTxnEngineOptions {
   readonly random?: () => number;
   /** New transaction ids (16 bytes; seeded in simulation); default crypto's randomBytes. */
   readonly newTxId?: () => Buffer;
+  /**
+   * Wall-clock milliseconds, comparable across nodes (roughly: NTP), for a transaction's age
+   * (wait-die priority) and a prepared part's age (recovery); default Date.now. Virtual in
+   * simulation.
+   */
+  readonly wallClock?: () => number;
 }
 
 /** One attempt's result: an answer, a conflict worth retrying, or an error for the client. */
@@ -84,6 +90,7 @@ export class ShardTxnEngine implements CrossShardTxn {
   private readonly maxAttempts: number;
   private readonly random: () => number;
   private readonly newTxId: () => Buffer;
+  private readonly wallClock: () => number;
   private readonly outcomes: Counter<"outcome"> | undefined;
   private readonly recovery: ShardTxnRecovery;
   /** Transactions this node is coordinating now: recovery leaves them alone. */
@@ -100,6 +107,7 @@ export class ShardTxnEngine implements CrossShardTxn {
     this.maxAttempts = options.maxAttempts ?? 8;
     this.random = options.random ?? Math.random;
     this.newTxId = options.newTxId ?? (() => randomBytes(16));
+    this.wallClock = options.wallClock ?? Date.now;
     this.outcomes = options.metrics
       ? new Counter({
           name: "quorum_txn_cross_shard_total",
@@ -116,6 +124,7 @@ export class ShardTxnEngine implements CrossShardTxn {
       // of other nodes (safe, but they retry and may be aborted again): default to it.
       staleAfterMs: options.staleAfterMs ?? this.timeoutMs,
       isActive: (txId) => this.active.has(txId),
+      wallClock: this.wallClock,
       ...(options.metrics ? { metrics: options.metrics } : {}),
     });
   }
@@ -124,7 +133,7 @@ export class ShardTxnEngine implements CrossShardTxn {
     if (this.closed) throw etcdErrors.stopped();
     const plan = planTxn(req, this.access.map);
     const deadline = this.clock.now() + this.timeoutMs;
-    const startTs = BigInt(Math.floor(Date.now()));
+    const startTs = BigInt(Math.floor(this.wallClock()));
     let why = "";
     let conflicts = 0;
     // Conflicts count against maxAttempts; transient failures (a leader change) are retried
@@ -176,6 +185,7 @@ export class ShardTxnEngine implements CrossShardTxn {
     deadline: number,
   ): Promise<Attempt> {
     const anchor = plan.shards[0]!;
+    const attemptMs = BigInt(Math.floor(this.wallClock()));
     const settled = await Promise.allSettled(
       plan.shards.map((shard) =>
         this.access.prepare(shard, {
@@ -184,6 +194,7 @@ export class ShardTxnEngine implements CrossShardTxn {
           startTs,
           shards: [...plan.shards],
           txn: plan.parts.get(shard)!,
+          attemptMs,
         }),
       ),
     );

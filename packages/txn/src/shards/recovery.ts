@@ -9,6 +9,8 @@ export interface ShardTxnRecoveryOptions {
   readonly staleAfterMs: number;
   /** Transactions this node is still coordinating (hex tx ids): not touched. */
   readonly isActive: (txId: string) => boolean;
+  /** Wall-clock milliseconds (the engine's `wallClock`), to read a part's `attemptMs`. */
+  readonly wallClock: () => number;
   readonly metrics?: Registry;
 }
 
@@ -17,9 +19,10 @@ export interface ShardTxnRecoveryOptions {
  * `staleAfterMs` (as this node saw it) is finished from its transaction's record on the
  * anchor shard. With no record yet, recovery proposes an abort there; the anchor keeps the
  * first decision it applies, so either the coordinator's commit or this abort wins, never
- * both, and whatever the anchor answers is then applied to this shard. A part therefore
- * holds its locks at most about `staleAfterMs + intervalMs` after its coordinator vanished
- * (plus a leader change, which restarts the wait on the new leader).
+ * both, and whatever the anchor answers is then applied to this shard. A part's age is
+ * counted from its attempt's start (`attemptMs`, the coordinator's wall clock), so a part
+ * holds its locks at most about `staleAfterMs + intervalMs` (plus clock skew) after its
+ * coordinator vanished, a leader change included.
  */
 export class ShardTxnRecovery {
   /** When this node first saw each prepared part (hex tx id / shard). */
@@ -72,7 +75,11 @@ export class ShardTxnRecovery {
         present.add(key);
         const first = this.firstSeen.get(key) ?? now;
         this.firstSeen.set(key, first);
-        if (now - first < this.options.staleAfterMs || this.options.isActive(hex) || this.inFlight.has(key))
+        // How long the part has waited: since its coordinator began the attempt (so a new
+        // leader need not start counting again), or since this node first saw it, whichever
+        // is longer (a coordinator's clock far behind cannot make a part look young forever).
+        const waited = Math.max(now - first, this.options.wallClock() - Number(intent.part.attemptMs));
+        if (waited < this.options.staleAfterMs || this.options.isActive(hex) || this.inFlight.has(key))
           continue;
         this.inFlight.add(key);
         started.push(

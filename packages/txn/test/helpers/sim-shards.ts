@@ -402,6 +402,7 @@ export function simShards(sim: Simulation, ids: readonly string[], options: SimS
           {
             ...options.engine,
             clock: ctx.clock,
+            wallClock: () => ctx.clock.now(),
             logger: logger(`${ctx.id}/engine`),
             random: ctx.prng.fork("engine").random(),
             // Unique over nodes and incarnations (and readable in a trace): node, incarnation,

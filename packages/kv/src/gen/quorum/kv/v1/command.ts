@@ -82,7 +82,14 @@ export interface TxnPart {
   /** Every shard in the transaction, ascending (so recovery can finish it anywhere). */
   shards: number[];
   /** This shard's compares and the ops of each branch that touch it, clipped to its key range. */
-  txn: TxnRequest | undefined;
+  txn:
+    | TxnRequest
+    | undefined;
+  /**
+   * Wall-clock milliseconds when the coordinator began this attempt: recovery on any node
+   * (a new shard leader too) judges how long the part has waited from it.
+   */
+  attemptMs: bigint;
 }
 
 /** A prepared part as the shard stores it (table txn_intent). */
@@ -505,7 +512,7 @@ export const Command: MessageFns<Command> = {
 };
 
 function createBaseTxnPart(): TxnPart {
-  return { txId: Buffer.alloc(0), anchor: 0, startTs: 0n, shards: [], txn: undefined };
+  return { txId: Buffer.alloc(0), anchor: 0, startTs: 0n, shards: [], txn: undefined, attemptMs: 0n };
 }
 
 export const TxnPart: MessageFns<TxnPart> = {
@@ -531,6 +538,12 @@ export const TxnPart: MessageFns<TxnPart> = {
     }
     if (message.txn !== undefined) {
       TxnRequest.encode(message.txn, writer.uint32(42).fork()).join();
+    }
+    if (message.attemptMs !== 0n) {
+      if (BigInt.asUintN(64, message.attemptMs) !== message.attemptMs) {
+        throw new globalThis.Error("value provided for field message.attemptMs of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.attemptMs);
     }
     return writer;
   },
@@ -598,6 +611,14 @@ export const TxnPart: MessageFns<TxnPart> = {
             message.txn = TxnRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.attemptMs = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -621,6 +642,11 @@ export const TxnPart: MessageFns<TxnPart> = {
       startTs: isSet(object.startTs) ? BigInt(object.startTs) : isSet(object.start_ts) ? BigInt(object.start_ts) : 0n,
       shards: globalThis.Array.isArray(object?.shards) ? object.shards.map((e: any) => globalThis.Number(e)) : [],
       txn: isSet(object.txn) ? TxnRequest.fromJSON(object.txn) : undefined,
+      attemptMs: isSet(object.attemptMs)
+        ? BigInt(object.attemptMs)
+        : isSet(object.attempt_ms)
+        ? BigInt(object.attempt_ms)
+        : 0n,
     };
   },
 
@@ -641,6 +667,9 @@ export const TxnPart: MessageFns<TxnPart> = {
     if (message.txn !== undefined) {
       obj.txn = TxnRequest.toJSON(message.txn);
     }
+    if (message.attemptMs !== 0n) {
+      obj.attemptMs = message.attemptMs.toString();
+    }
     return obj;
   },
 
@@ -654,6 +683,7 @@ export const TxnPart: MessageFns<TxnPart> = {
     message.startTs = (object.startTs !== undefined && object.startTs !== null) ? BigInt(object.startTs) : 0n;
     message.shards = object.shards?.map((e) => e) || [];
     message.txn = (object.txn !== undefined && object.txn !== null) ? TxnRequest.fromPartial(object.txn) : undefined;
+    message.attemptMs = (object.attemptMs !== undefined && object.attemptMs !== null) ? BigInt(object.attemptMs) : 0n;
     return message;
   },
 };
