@@ -151,6 +151,10 @@ function buildProgram(): Command {
         "give a task to another worker after this long",
         positiveInt("--task-timeout"),
         10,
+      )
+      .option(
+        "--listen-metrics <host:port>",
+        "serve Prometheus metrics at http://host:port/metrics while the job runs",
       );
   jobFlags(mapreduce.command("run").description("run a job with a local coordinator and worker processes"))
     .option("--workers <w>", "worker processes", positiveInt("--workers"), 2)
