@@ -13,7 +13,7 @@ describe("linearizability.sim.test.ts on paxos", () => {
   it("runs on PaxosNodes", async () => {
     const { simKv } = await import("./helpers/sim-kv.js");
     const { Simulation } = await import("@quorum/sim");
-    const { PaxosNode } = await import("../../paxos/src/index.js");
+    const { PaxosNode } = await import("@quorum/paxos");
     const kv = simKv(new Simulation(1), ["n1"]);
     try {
       await kv.cluster.start();

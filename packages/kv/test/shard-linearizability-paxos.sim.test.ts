@@ -13,7 +13,7 @@ describe("shard-linearizability.sim.test.ts on paxos", () => {
   it("runs one PaxosNode per shard, each on its own channel", async () => {
     const { simKv } = await import("./helpers/sim-kv.js");
     const { Simulation } = await import("@quorum/sim");
-    const { PaxosNode } = await import("../../paxos/src/index.js");
+    const { PaxosNode } = await import("@quorum/paxos");
     const sim = new Simulation(1);
     const kv = simKv(sim, ["n1", "n2", "n3"], { shards: 3 });
     try {

@@ -1,14 +1,8 @@
 import type { LogEntry, ReplicatedLog, Snapshot, StateMachine } from "@quorum/consensus";
 import { type ApplyResult, KvService, KvStore, ShardedKvService } from "@quorum/kv";
+// A dev dependency only: kv itself runs on any ReplicatedLog.
+import { type AcceptorStore, PaxosNode, type PaxosNodeOptions, SqliteAcceptorStore } from "@quorum/paxos";
 import { type NodeContext, SimCluster, type Simulation } from "@quorum/sim";
-// Paxos's public index by path: @quorum/paxos is not a devDependency of @quorum/kv (kv runs on
-// any ReplicatedLog), and this test-only import must not become a runtime dependency.
-import {
-  type AcceptorStore,
-  PaxosNode,
-  type PaxosNodeOptions,
-  SqliteAcceptorStore,
-} from "../../../paxos/src/index.js";
 
 /**
  * helpers/sim-kv.ts with Multi-Paxos in place of Raft: per simulated node a PaxosNode (one

@@ -1,7 +1,6 @@
 import type { LogEntry, ReplicatedLog, Snapshot, StateMachine } from "@quorum/consensus";
 import { type ApplyResult, KvService, type KvServiceOptions, KvStore, ShardedKvService } from "@quorum/kv";
-// Raft's public index by path: @quorum/raft is not (yet) a devDependency of @quorum/kv, and
-// this test-only import must not become a runtime dependency (kv runs on any ReplicatedLog).
+// A dev dependency only: kv itself runs on any ReplicatedLog.
 import { type LogStore, RaftNode, type RaftNodeOptions, SqliteLogStore } from "@quorum/raft";
 import { type NodeContext, SimCluster, type Simulation } from "@quorum/sim";
 
