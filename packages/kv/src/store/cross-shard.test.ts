@@ -163,6 +163,22 @@ describe("a shard's part of a cross-shard Txn", () => {
     ]);
   });
 
+  it("merges a commit written below the revision into that revision's changes, within one batch too", () => {
+    const seen: RevisionChanges[] = [];
+    store.onChanges((c) => seen.push(...c));
+    put("a", "10");
+    const batch = [
+      encodeCommand.txnPrepare(transfer("t1")),
+      encodeCommand.put(PutRequest.fromPartial({ key: b("b"), value: b("1") })),
+      encodeCommand.txnDecide({ txId: b("t1"), commit: true, revision: 3n, succeeded: true }),
+    ].map((command) => ({ index: ++index, command }));
+    store.apply(batch);
+    expect(seen.map((c) => [c.revision, c.events.map((e) => e.kv?.key.toString())])).toEqual([
+      [2, ["a"]],
+      [3, ["b", "a"]],
+    ]);
+  });
+
   it("keeps prepared parts and records across a restart", () => {
     put("a", "10");
     prepare(transfer("t1"));

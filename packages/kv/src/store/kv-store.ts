@@ -340,10 +340,7 @@ export class KvStore implements StateMachine<ApplyResult> {
       throw err;
     }
     this.applied = last;
-    if (collect) {
-      this.held.push(...changes);
-      this.release();
-    }
+    if (collect) this.emit(changes);
     if (this.intentsChanged) {
       this.intentsChanged = false;
       for (const listener of [...this.intentListeners]) listener();
@@ -361,6 +358,25 @@ export class KvStore implements StateMachine<ApplyResult> {
   visibleRevision(): number {
     const min = this.intents.minPreparedRevision();
     return min === undefined ? this.rev : Math.min(this.rev, min);
+  }
+
+  /** Gives listeners a batch's changes, holding back those above `visibleRevision()`. */
+  private emit(changes: RevisionChanges[]): void {
+    const inOrder = changes.every((c, i) => i === 0 || c.revision > changes[i - 1]!.revision);
+    if (
+      this.intents.size === 0 &&
+      this.held.length === 0 &&
+      changes[0]?.previous === this.emitted &&
+      inOrder
+    ) {
+      // No transaction pending, nothing held, revisions ascending (a transaction prepared and
+      // committed within this batch can break that): the batch is final as it is.
+      this.emitted = changes[changes.length - 1]!.revision;
+      for (const listener of this.listeners) listener(changes);
+      return;
+    }
+    this.held.push(...changes);
+    this.release();
   }
 
   /** Gives listeners every held change at or below `visibleRevision()`, in revision order. */
