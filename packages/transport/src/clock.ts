@@ -22,3 +22,24 @@ export const systemClock: Clock = {
     return { cancel: () => clearTimeout(handle) };
   },
 };
+
+/**
+ * Runs `fn` every `intervalMs` on `clock` (the next run is scheduled before `fn` runs, so a
+ * throwing `fn` does not stop the series) until the returned timer is cancelled.
+ */
+export function every(clock: Clock, intervalMs: number, fn: () => void): Timer {
+  let cancelled = false;
+  let timer: Timer;
+  const tick = () => {
+    if (cancelled) return;
+    timer = clock.schedule(intervalMs, tick);
+    fn();
+  };
+  timer = clock.schedule(intervalMs, tick);
+  return {
+    cancel() {
+      cancelled = true;
+      timer.cancel();
+    },
+  };
+}

@@ -1,7 +1,7 @@
 export type { BackoffOptions } from "./backoff.js";
 export { defaultBackoff } from "./backoff.js";
 export type { Clock, Timer } from "./clock.js";
-export { systemClock } from "./clock.js";
+export { every, systemClock } from "./clock.js";
 export type { FaultRules, FaultStats, FaultyTransportOptions } from "./faulty-transport.js";
 export { FaultyTransport } from "./faulty-transport.js";
 export type {

@@ -1,5 +1,5 @@
 import type { ReplicatedLog } from "@quorum/consensus";
-import type { Clock, Logger, Timer } from "@quorum/transport";
+import { type Clock, every, type Logger, type Timer } from "@quorum/transport";
 
 /**
  * Spreads shard leadership over the nodes. Elections put leaders wherever timers fired
@@ -11,7 +11,7 @@ import type { Clock, Logger, Timer } from "@quorum/transport";
  * target is behind or down) is simply tried again later.
  */
 export class LeaderBalancer {
-  private timer: Timer | undefined;
+  private readonly timer: Timer;
   private moving = false;
   private closed = false;
 
@@ -19,15 +19,7 @@ export class LeaderBalancer {
     private readonly logs: readonly ReplicatedLog<unknown>[],
     private readonly options: { clock: Clock; intervalMs: number; logger?: Logger },
   ) {
-    this.schedule();
-  }
-
-  private schedule(): void {
-    if (this.closed) return;
-    this.timer = this.options.clock.schedule(this.options.intervalMs, () => {
-      void this.balanceOnce();
-      this.schedule();
-    });
+    this.timer = every(options.clock, options.intervalMs, () => void this.balanceOnce());
   }
 
   /** One round; resolves with the shard handed over, if any. */
@@ -74,6 +66,6 @@ export class LeaderBalancer {
 
   close(): void {
     this.closed = true;
-    this.timer?.cancel();
+    this.timer.cancel();
   }
 }

@@ -9,7 +9,7 @@ import {
 } from "@grpc/grpc-js";
 import type { ReplicatedLog } from "@quorum/consensus";
 import type { Clock, RunningGrpcServer, Timer } from "@quorum/transport";
-import { startGrpcServer, systemClock } from "@quorum/transport";
+import { every, startGrpcServer, systemClock } from "@quorum/transport";
 import { Registry } from "prom-client";
 import { EtcdError, etcdErrors } from "../errors.js";
 import {
@@ -150,9 +150,8 @@ export class ShardedKvService {
   private readonly shards: readonly ShardReplica[];
   private observed = 0;
   private readonly bumping = new Set<number>();
-  private bumpTimer: Timer | undefined;
+  private readonly bumpTimer: Timer | undefined;
   private readonly clock: Clock;
-  private closed = false;
   private readonly requestTimeoutMs: number;
   private readonly streams = new Set<ShardedWatchStream>();
   private readonly crossShard: CrossShardTxn | undefined;
@@ -200,13 +199,7 @@ export class ShardedKvService {
     );
     this.clock = options.clock ?? systemClock;
     if (options.shards.length > 1) {
-      const every = options.shardBumpIntervalMs ?? 20;
-      const tick = () => {
-        if (this.closed) return;
-        this.bump();
-        this.bumpTimer = this.clock.schedule(every, tick);
-      };
-      this.bumpTimer = this.clock.schedule(every, tick);
+      this.bumpTimer = every(this.clock, options.shardBumpIntervalMs ?? 20, () => this.bump());
     }
     this.crossShard = options.crossShardTxn?.(this.txnAccess());
     if (options.shards.length > 1 && options.balanceLeadersIntervalMs !== undefined) {
@@ -639,7 +632,6 @@ export class ShardedKvService {
   close(): void {
     this.crossShard?.close();
     this.balancer?.close();
-    this.closed = true;
     this.bumpTimer?.cancel();
     for (const s of [...this.streams]) s.close();
     for (const s of this.services) s.close();

@@ -1,5 +1,5 @@
 import type { ShardTxnAccess, TxnDecision } from "@quorum/kv";
-import type { Clock, Logger, Timer } from "@quorum/transport";
+import { type Clock, every, type Logger, type Timer } from "@quorum/transport";
 import { Counter, type Registry } from "prom-client";
 
 export interface ShardTxnRecoveryOptions {
@@ -28,7 +28,7 @@ export class ShardTxnRecovery {
   /** When this node first saw each prepared part (hex tx id / shard). */
   private readonly firstSeen = new Map<string, number>();
   private readonly recovered: Counter<"decision"> | undefined;
-  private timer: Timer | undefined;
+  private readonly timer: Timer;
   /** Parts being finished now (hex tx id / shard): each is finished on its own, so one whose anchor does not answer holds up no other. */
   private readonly inFlight = new Set<string>();
   private closed = false;
@@ -45,16 +45,10 @@ export class ShardTxnRecovery {
           registers: [options.metrics],
         })
       : undefined;
-    this.schedule();
-  }
-
-  private schedule(): void {
-    if (this.closed) return;
-    this.timer = this.options.clock.schedule(this.options.intervalMs, () => {
+    this.timer = every(options.clock, options.intervalMs, () => {
       this.runOnce().catch((err: unknown) =>
-        this.options.logger.warn({ err: String(err) }, "txn recovery pass failed"),
+        options.logger.warn({ err: String(err) }, "txn recovery pass failed"),
       );
-      this.schedule();
     });
   }
 
@@ -115,6 +109,6 @@ export class ShardTxnRecovery {
 
   close(): void {
     this.closed = true;
-    this.timer?.cancel();
+    this.timer.cancel();
   }
 }
