@@ -29,4 +29,4 @@ export type { Intent as PreparedTxn } from "./store/intents.js";
 export type { KeyRange } from "./store/keys.js";
 export { inRange, keyRange, prefixEnd } from "./store/keys.js";
 export type { ApplyResult, KvStoreOptions, RevisionChanges } from "./store/kv-store.js";
-export { KvStore } from "./store/kv-store.js";
+export { KvStore, revisionHeader } from "./store/kv-store.js";

@@ -8,6 +8,7 @@ import {
   type TxnRequest,
 } from "../gen/etcdserverpb/rpc.js";
 import type { Event } from "../gen/mvccpb/kv.js";
+import { revisionHeader } from "../store/kv-store.js";
 import { sorter } from "../store/sort.js";
 
 /**
@@ -23,7 +24,7 @@ export function mergeRange(
 ): RangeResponse {
   const count = parts.reduce((n, p) => n + p.count, 0n);
   const out: RangeResponse = {
-    header: { clusterId: 0n, memberId: 0n, revision, raftTerm: 0n },
+    header: revisionHeader(revision),
     kvs: [],
     more: false,
     count,
@@ -52,7 +53,7 @@ export function mergeRange(
 export function mergeDelete(parts: readonly DeleteRangeResponse[]): DeleteRangeResponse {
   const revision = parts.reduce((m, p) => (p.header && p.header.revision > m ? p.header.revision : m), 0n);
   return {
-    header: { clusterId: 0n, memberId: 0n, revision, raftTerm: 0n },
+    header: revisionHeader(revision),
     deleted: parts.reduce((n, p) => n + p.deleted, 0n),
     prevKvs: parts.flatMap((p) => p.prevKvs),
   };

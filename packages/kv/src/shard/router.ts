@@ -63,7 +63,7 @@ import {
 } from "../server/validate.js";
 import { evaluateCompare } from "../store/compare.js";
 import type { Intent } from "../store/intents.js";
-import { type ApplyResult, isTxnReadOnly, type KvStore } from "../store/kv-store.js";
+import { type ApplyResult, isTxnReadOnly, type KvStore, revisionHeader } from "../store/kv-store.js";
 import { LeaderBalancer } from "./leader-balancer.js";
 import { mergeDelete, mergeRange, txnRanges } from "./merge.js";
 import { ShardedWatchStream } from "./sharded-watch.js";
@@ -129,10 +129,6 @@ function randomLeaseId(): bigint {
     const id = randomBytes(8).readBigUInt64BE(0) & ((1n << 63n) - 1n);
     if (id !== 0n) return id;
   }
-}
-
-function header0(revision = 0n): ResponseHeader {
-  return { clusterId: 0n, memberId: 0n, revision, raftTerm: 0n };
 }
 
 function maxRev(parts: readonly { header?: ResponseHeader | undefined }[]): bigint {
@@ -394,11 +390,12 @@ export class ShardedKvService {
             };
           }
           // etcd sends nested txn responses with an empty (all-zero) header.
-          if (op.requestTxn) return { responseTxn: { ...(await run(op.requestTxn)), header: header0() } };
+          if (op.requestTxn)
+            return { responseTxn: { ...(await run(op.requestTxn)), header: revisionHeader(0) } };
           return {};
         }),
       );
-      return { header: header0(t), succeeded, responses };
+      return { header: revisionHeader(t), succeeded, responses };
     };
     return run(req);
   }
@@ -462,9 +459,7 @@ export class ShardedKvService {
     if (rev > this.maxKnown()) throw etcdErrors.futureRevision();
     await this.waitFor(all, rev);
     const parts = await Promise.all(all.map((s) => this.services[s]!.compact(req, this.sub(call, req))));
-    return this.fill(
-      this.done({ header: { clusterId: 0n, memberId: 0n, revision: maxRev(parts), raftTerm: 0n } }),
-    );
+    return this.fill(this.done({ header: revisionHeader(maxRev(parts)) }));
   }
 
   // ---- leases: granted and revoked in every shard; shard 0's leader decides expiry ----------

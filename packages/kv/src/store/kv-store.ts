@@ -166,9 +166,11 @@ function toKeyValue(row: Row): KeyValue {
   };
 }
 
-function header(revision: number): ResponseHeader {
+/** A response header with only the revision; the service fills in cluster, member and term. */
+export function revisionHeader(revision: number | bigint): ResponseHeader {
   return { clusterId: 0n, memberId: 0n, revision: BigInt(revision), raftTerm: 0n };
 }
+const header = revisionHeader;
 
 function isTxnReadOnly(txn: TxnRequest): boolean {
   const ro = (ops: readonly RequestOp[]) =>

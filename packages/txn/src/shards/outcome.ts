@@ -6,6 +6,7 @@ import {
   mergeDelete,
   mergeRange,
   type ResponseOp,
+  revisionHeader,
   type TxnRequest,
   type TxnResponse,
   type TxnVote,
@@ -70,10 +71,6 @@ function fixKv(kv: KeyValue, provisional: bigint, revision: bigint): KeyValue {
   };
 }
 
-function header(revision: bigint) {
-  return { clusterId: 0n, memberId: 0n, revision, raftTerm: 0n };
-}
-
 /** The client's TxnResponse, from the taken branch's dry runs in every shard, at `revision`. */
 export function txnResponse(
   req: TxnRequest,
@@ -102,13 +99,13 @@ export function txnResponse(
     }
     if (op.requestPut) {
       const put = parts[0]!.responsePut!;
-      return { responsePut: { ...put, header: header(revision) } };
+      return { responsePut: { ...put, header: revisionHeader(revision) } };
     }
     if (op.requestDeleteRange) {
       const merged = mergeDelete(parts.map((r) => r.responseDeleteRange!));
-      return { responseDeleteRange: { ...merged, header: header(revision) } };
+      return { responseDeleteRange: { ...merged, header: revisionHeader(revision) } };
     }
     return {};
   });
-  return { header: header(revision), succeeded, responses };
+  return { header: revisionHeader(revision), succeeded, responses };
 }
