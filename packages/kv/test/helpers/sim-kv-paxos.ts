@@ -65,6 +65,8 @@ export interface SimKvOptions {
   readonly paxos?: (ctx: NodeContext) => Partial<PaxosNodeOptions<ApplyResult>>;
   readonly requestTimeoutMs?: number;
   readonly shards?: number;
+  /** As in sim-kv.ts: the routers' periodic bump, in virtual ms; off by default. */
+  readonly shardBumpMs?: number;
 }
 
 function fromRaft(o: RaftLikeOptions): Partial<PaxosNodeOptions<ApplyResult>> {
@@ -197,8 +199,8 @@ export function simKv(sim: Simulation, ids: readonly string[], options: SimKvOpt
       requestTimeoutMs: options.requestTimeoutMs ?? 500,
       logger: logger(ctx.id),
       clock: ctx.clock,
-      // As in sim-kv.ts: the router's bump timer is a real setInterval; keep it out of the run.
-      shardBumpIntervalMs: 1_000_000_000,
+      // As in sim-kv.ts: no periodic bump unless a test asks for one.
+      shardBumpIntervalMs: options.shardBumpMs ?? 1_000_000_000,
     });
     if (dead()) router.close();
     return {
