@@ -61,14 +61,20 @@ export class Watching {
   }
 
   async until(predicate: (stdout: string) => boolean, ms = 5_000): Promise<string> {
-    const deadline = Date.now() + ms;
-    while (!predicate(this.stdout)) {
-      if (Date.now() > deadline || this.child.exitCode !== null) {
-        throw new Error(`etcdctl watch: waited for output; stdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
+    if (!(await this.within(predicate, ms))) {
+      throw new Error(`etcdctl watch: waited for output; stdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
     }
     return this.stdout;
+  }
+
+  /** Whether the output satisfies `predicate` within `ms` (false also when etcdctl exited). */
+  async within(predicate: (stdout: string) => boolean, ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (!predicate(this.stdout)) {
+      if (Date.now() > deadline || this.child.exitCode !== null) return false;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return true;
   }
 
   async kill(): Promise<void> {
