@@ -1,15 +1,68 @@
+import type { LogEntry, Snapshot } from "@quorum/consensus";
 import type { RecordedResult } from "@quorum/consensus/testing";
 import { RecordingStateMachine } from "@quorum/consensus/testing";
 import { type NodeContext, SimCluster, type SimDisk, type Simulation } from "@quorum/sim";
 import type { Transport } from "@quorum/transport";
 import { type LogStore, MemoryStorage, RaftNode, type RaftNodeOptions } from "../src/index.js";
-import { SafetyChecker, SimDiskLogStore } from "../src/testing/index.js";
+import { type NodeView, SafetyChecker, SimDiskLogStore } from "../src/testing/index.js";
+
+/**
+ * A RecordingStateMachine whose `commands` list is kept up to date as it applies, instead of
+ * being rebuilt from the whole history on every read: the invariants read it after every
+ * scheduler step, and that rebuild (plus its garbage) was the largest single cost of a seed.
+ * `resets` counts the times the list was replaced rather than appended to (a restore), so a
+ * check that remembers how far it got knows when to start over.
+ */
+export class TrackedMachine extends RecordingStateMachine {
+  private list: string[] = [];
+  private resetCount = 0;
+
+  /** The applied commands in apply order (the same list object until the next reset). */
+  override get commands(): string[] {
+    return this.list;
+  }
+
+  get resets(): number {
+    return this.resetCount;
+  }
+
+  override apply(entries: readonly LogEntry[]): RecordedResult[] {
+    try {
+      const results = super.apply(entries);
+      for (const e of entries) this.list.push(Buffer.from(e.command).toString("utf8"));
+      return results;
+    } catch (err) {
+      this.resync(); // a partial apply: take the base class's list as it now is
+      throw err;
+    }
+  }
+
+  override async restore(snapshot: Snapshot): Promise<void> {
+    try {
+      await super.restore(snapshot);
+    } finally {
+      this.resync();
+    }
+  }
+
+  private resync(): void {
+    this.list = super.commands;
+    this.resetCount++;
+  }
+}
 
 export interface Durable {
   /** The log of the node's current (or last) incarnation. */
   readonly storage: LogStore;
-  readonly machine: RecordingStateMachine;
+  readonly machine: TrackedMachine;
 }
+
+/**
+ * How many times each store was written (save or compact) through `fenced`, the only way the
+ * nodes write: a store whose count has not moved holds the same log as when last read.
+ */
+const writes = new WeakMap<LogStore, number>();
+const bumpWrites = (store: LogStore) => writes.set(store, (writes.get(store) ?? 0) + 1);
 
 export interface SimRaftOptions {
   /**
@@ -75,11 +128,28 @@ export function fenced(store: LogStore, dead: () => boolean): LogStore {
     configEntries: () => store.configEntries(),
     save: (u) => {
       check();
-      return store.save(u);
+      bumpWrites(store);
+      try {
+        const done = store.save(u);
+        // A store may finish the write (and move its view) when its promise settles.
+        if (done instanceof Promise) {
+          done.then(
+            () => bumpWrites(store),
+            () => bumpWrites(store),
+          );
+        }
+        return done;
+      } finally {
+        bumpWrites(store);
+      }
     },
     compact: (i) => {
       check();
-      store.compact(i);
+      try {
+        store.compact(i);
+      } finally {
+        bumpWrites(store);
+      }
     },
     close: () => {},
   };
@@ -104,12 +174,12 @@ export function simRaft(
   initial: readonly string[] = ids,
   options: SimRaftOptions = {},
 ): SimRaft {
-  const durable = new Map<string, { storage: LogStore; machine: RecordingStateMachine }>();
+  const durable = new Map<string, { storage: LogStore; machine: TrackedMachine }>();
   const bootstrap = initial.map((p) => ({ id: p, address: p, learner: false }));
   for (const id of ids) {
     durable.set(id, {
       storage: initial.includes(id) ? MemoryStorage.bootstrap(bootstrap) : new MemoryStorage(),
-      machine: new RecordingStateMachine(),
+      machine: new TrackedMachine(),
     });
   }
   const connectionListeners = new Map<string, Set<ConnectionListener>>();
@@ -230,36 +300,76 @@ export function track<T>(p: Promise<T>): { done: boolean; value?: T; error?: unk
  */
 export function addSafetyInvariant(sim: Simulation, r: SimRaft): void {
   const checker = new SafetyChecker();
-  let reference: string[] = [];
+  /**
+   * Each node's view as the checker last saw it, with what it was built from (the node's
+   * store and its write count). Most steps (a tick, a heartbeat) change no node's persisted
+   * log, term, role or commit index, and one step seldom changes more than one node.
+   *
+   * The checker keeps every property as history (terms' leaders, each leader's log, committed
+   * entries, entry signatures, entry objects already matched), so showing it a view it has
+   * already seen adds nothing and cannot fail where it passed — except that a leader must
+   * hold every entry committed since, which depends on what other nodes showed. So after
+   * every step the checker sees the views that changed and every leader's; a step that
+   * changed nothing shows it nothing. An unchanged log is not re-read either. (Showing all
+   * views after every step made the leaders' checks, a pass over the whole log, most of a
+   * seed's time.)
+   */
+  const seen = new Map<string, { key: string; store: LogStore; writes: number; view: NodeView }>();
+  const reference: string[] = [];
+  /** How much of each node's applied list is known to match `reference`. */
+  const matched = new Map<string, { resets: number; n: number }>();
   sim.addInvariant("raft safety (Figure 3)", () => {
-    const views = [];
+    const show: NodeView[] = [];
+    let changed = false;
     for (const [id, node] of r.cluster.runtimes()) {
       const s = node.coreStatus();
       if (!s) continue;
       const { storage } = r.durable.get(id)!;
-      const first = storage.firstIndex();
-      views.push({
-        id,
-        role: s.role,
-        term: s.term,
-        // The view is the persisted log: while a save is in flight the core may already have
-        // committed entries that replace stored ones (a follower's truncation), so count as
-        // committed only what is persisted.
-        commitIndex: Math.min(s.commitIndex, s.stableIndex, storage.lastIndex()),
-        firstIndex: first,
-        entries: storage.entries(first, storage.lastIndex() + 1),
-        snapshotTerm: storage.term(first - 1) ?? 0,
-      });
+      const storeWrites = writes.get(storage) ?? 0;
+      // The view is the persisted log: while a save is in flight the core may already have
+      // committed entries that replace stored ones (a follower's truncation), so count as
+      // committed only what is persisted.
+      const commitIndex = Math.min(s.commitIndex, s.stableIndex, storage.lastIndex());
+      const key = `${s.role} ${s.term} ${commitIndex}`;
+      const prev = seen.get(id);
+      const sameLog = prev !== undefined && prev.store === storage && prev.writes === storeWrites;
+      if (sameLog && prev.key === key) {
+        if (s.role === "leader") show.push(prev.view);
+        continue;
+      }
+      changed = true;
+      let view: NodeView;
+      if (sameLog) view = { ...prev.view, role: s.role, term: s.term, commitIndex };
+      else {
+        const first = storage.firstIndex();
+        view = {
+          id,
+          role: s.role,
+          term: s.term,
+          commitIndex,
+          firstIndex: first,
+          entries: storage.entries(first, storage.lastIndex() + 1),
+          snapshotTerm: storage.term(first - 1) ?? 0,
+        };
+      }
+      seen.set(id, { key, store: storage, writes: storeWrites, view });
+      show.push(view);
     }
-    checker.observe(views);
+    if (changed) checker.observe(show);
     for (const [id, d] of r.durable) {
       const commands = d.machine.commands;
-      const n = Math.min(commands.length, reference.length);
-      for (let i = 0; i < n; i++) {
-        if (commands[i] !== reference[i])
-          return `${id} applied ${commands[i]} at position ${i}, another ${reference[i]}`;
+      let m = matched.get(id);
+      if (m === undefined || m.resets !== d.machine.resets || m.n > commands.length) {
+        m = { resets: d.machine.resets, n: 0 };
+        matched.set(id, m);
       }
-      if (commands.length > reference.length) reference = [...commands];
+      const n = Math.min(commands.length, reference.length);
+      for (let k = m.n; k < n; k++) {
+        if (commands[k] !== reference[k])
+          return `${id} applied ${commands[k]} at position ${k}, another ${reference[k]}`;
+      }
+      for (let k = reference.length; k < commands.length; k++) reference.push(commands[k]!);
+      m.n = commands.length;
     }
     return undefined;
   });
