@@ -1,5 +1,4 @@
 import { status } from "@grpc/grpc-js";
-import type { LogEntry, ReplicatedLog, Snapshot, StateMachine } from "@quorum/consensus";
 import {
   type ApplyResult,
   EtcdError,
@@ -10,15 +9,16 @@ import {
   ShardedKvService,
   type ShardTxnAccess,
 } from "@quorum/kv";
-import { type LogStore, RaftNode, type RaftNodeOptions, SqliteLogStore } from "@quorum/raft";
+import { fencedMachine, fencedService, fencedStore } from "@quorum/kv/testing";
+import { RaftNode, type RaftNodeOptions, SqliteLogStore } from "@quorum/raft";
 import { type NodeContext, SimCluster, type Simulation } from "@quorum/sim";
 import type { Logger } from "@quorum/transport";
 import { ShardTxnEngine, type ShardTxnEngineOptions } from "@quorum/txn";
 
 /**
  * Three (or more) simulated nodes, each running one RaftNode per shard (channel `raft-${i}`)
- * over its one simulated transport, behind a ShardedKvService with a ShardTxnEngine (copied in
- * spirit from packages/kv/test/helpers/sim-kv.ts, which this package must not edit).
+ * over its one simulated transport, behind a ShardedKvService with a ShardTxnEngine (as kv's
+ * test/helpers/sim-kv.ts, with the same crash fences from `@quorum/kv/testing`).
  *
  * There is no gRPC in the simulation. What gRPC does between nodes is modelled by `rpc`: a
  * call to another node's in-process handlers, delayed, lost, duplicated and cut by partitions
@@ -89,70 +89,6 @@ export interface SimShards {
 }
 
 const never = <T>() => new Promise<T>(() => {});
-
-/** A LogStore that a crashed incarnation can no longer write. */
-function fencedLog(store: LogStore, dead: () => boolean): LogStore {
-  const check = () => {
-    if (dead()) throw new Error("raft log write from a crashed incarnation");
-  };
-  return {
-    hardState: () => store.hardState(),
-    entries: (lo, hi, maxBytes) => store.entries(lo, hi, maxBytes),
-    term: (i) => store.term(i),
-    firstIndex: () => store.firstIndex(),
-    lastIndex: () => store.lastIndex(),
-    snapshot: () => store.snapshot(),
-    configEntries: () => store.configEntries(),
-    save: (u) => {
-      check();
-      store.save(u);
-    },
-    compact: (i) => {
-      check();
-      store.compact(i);
-    },
-    close: () => {},
-  };
-}
-
-/** The store as one incarnation's state machine: writes from a crashed one are refused. */
-function fencedMachine(store: KvStore, dead: () => boolean): StateMachine<ApplyResult> {
-  const check = () => {
-    if (dead()) throw new Error("state machine write from a crashed incarnation");
-  };
-  return {
-    appliedIndex: () => store.appliedIndex(),
-    apply: (entries: readonly LogEntry[]) => {
-      check();
-      return store.apply(entries);
-    },
-    snapshot: () => store.snapshot(),
-    restore: async (snapshot: Snapshot) => {
-      check();
-      await store.restore(snapshot);
-    },
-  };
-}
-
-/**
- * The log as one incarnation's services see it: the service's batcher and read barrier defer
- * to a `setImmediate` (after the scheduler's next event), so a request accepted just before a
- * crash would otherwise reach the dead node's log. A crashed process answers nothing.
- */
-function fencedService(log: RaftNode<ApplyResult>, dead: () => boolean): ReplicatedLog<ApplyResult> {
-  return {
-    nodeId: log.nodeId,
-    start: () => log.start(),
-    propose: (command, options) => (dead() ? never() : log.propose(command, options)),
-    proposeBatch: (commands, options) => (dead() ? never() : log.proposeBatch(commands, options)),
-    read: (options) => (dead() ? never() : log.read(options)),
-    status: () => log.status(),
-    changeMembership: (change, options) => log.changeMembership(change, options),
-    transferLeadership: (id, options) => log.transferLeadership(id, options),
-    subscribe: (listener) => log.subscribe(listener),
-    close: () => log.close(),
-  };
-}
 
 /** A crash ends the incarnation's router and engine too (timers, watch streams, store listeners). */
 class ShardCluster extends SimCluster<SimShardNode> {
@@ -372,7 +308,10 @@ export function simShards(sim: Simulation, ids: readonly string[], options: SimS
           peers: [],
           transport: ctx.transport,
           clock: ctx.clock,
-          storage: fencedLog(shard.log, dead),
+          storage: fencedStore(shard.log, dead, "raft log", {
+            reads: ["hardState", "entries", "term", "firstIndex", "lastIndex", "snapshot", "configEntries"],
+            writes: ["save", "compact"],
+          }),
           stateMachine: fencedMachine(shard.store, dead),
           random: ctx.prng.fork(`raft/${i}`).random(),
           tickMs: 10,
