@@ -6,7 +6,7 @@ import type {
   PutRequest,
   TxnRequest,
 } from "./gen/etcdserverpb/rpc.js";
-import { Command, type TxnDecision, type TxnPart } from "./gen/quorum/kv/v1/command.js";
+import { Command, type TxnDecision, type TxnFence, type TxnPart } from "./gen/quorum/kv/v1/command.js";
 
 /** The bytes proposed to the log for one etcd write request. */
 export const encodeCommand = {
@@ -22,4 +22,5 @@ export const encodeCommand = {
     Command.encode({ leaseRevoke, floor: 0n }).finish(),
   txnPrepare: (txnPrepare: TxnPart): Uint8Array => Command.encode({ txnPrepare, floor: 0n }).finish(),
   txnDecide: (txnDecide: TxnDecision): Uint8Array => Command.encode({ txnDecide, floor: 0n }).finish(),
+  txnFence: (txnFence: TxnFence): Uint8Array => Command.encode({ txnFence, floor: 0n }).finish(),
 };

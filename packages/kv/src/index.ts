@@ -15,7 +15,14 @@ export {
   type TxnResponse,
 } from "./gen/etcdserverpb/rpc.js";
 export type { KeyValue } from "./gen/mvccpb/kv.js";
-export type { BranchResult, TxnDecision, TxnPart, TxnVote } from "./gen/quorum/kv/v1/command.js";
+export type {
+  BranchResult,
+  TxnDecision,
+  TxnPart,
+  TxnPrepared,
+  TxnState,
+  TxnVote,
+} from "./gen/quorum/kv/v1/command.js";
 export { TxnVote_CompareResult, TxnVote_Outcome } from "./gen/quorum/kv/v1/command.js";
 export type { KvServer, KvServiceOptions, MemberInfo } from "./server/kv-server.js";
 export { KvService, startKvService } from "./server/kv-server.js";

@@ -47,7 +47,14 @@ export { type BeginOptions, CoordinatorNode, type CoordinatorNodeOptions } from 
 export { ParticipantNode, type ParticipantNodeOptions } from "./node/participant-node.js";
 export type { Participant, ParticipantTxStatus, PrepareRequest } from "./participant.js";
 export { ShardTxnEngine, type ShardTxnEngineOptions } from "./shards/engine.js";
-export { branchError, commitRevision, comparesHold, txnResponse } from "./shards/outcome.js";
+export {
+  branchError,
+  commitRevision,
+  comparesHold,
+  txnResponse,
+  type Verdict,
+  verdict,
+} from "./shards/outcome.js";
 export { type Placement, planTxn, type TxnPlan } from "./shards/plan.js";
 export { ShardTxnRecovery } from "./shards/recovery.js";
 export { decodeMessage, encodeMessage, maxTxIdLength, txnChannel } from "./wire/codec.js";

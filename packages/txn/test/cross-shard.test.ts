@@ -1,12 +1,18 @@
 import { execFile, spawn } from "node:child_process";
 import { promisify } from "node:util";
+import { status } from "@grpc/grpc-js";
 import {
   Compare,
   Compare_CompareResult,
   Compare_CompareTarget,
+  EtcdError,
+  PutRequest,
   RangeRequest,
   type ShardTxnAccess,
+  type TxnPart,
   TxnRequest,
+  type TxnVote,
+  TxnVote_Outcome,
 } from "@quorum/kv";
 import { type ShardedSingleNodeKv, startShardedSingleNodeKv } from "@quorum/kv/testing";
 import { EtcdError as ClientError, Etcd3 } from "etcd3";
@@ -227,35 +233,126 @@ describe("a Txn over several shards", () => {
   });
 });
 
+describe("a coordinator whose prepare did not come back PREPARED", () => {
+  const put = (key: string, value: string) => ({
+    requestPut: PutRequest.fromPartial({ key: Buffer.from(key), value: Buffer.from(value) }),
+  });
+  /** A lock held by an older transaction (start 0), as a shard would vote it. */
+  const conflict: TxnVote = {
+    outcome: TxnVote_Outcome.CONFLICT,
+    compares: [],
+    success: undefined,
+    failure: undefined,
+    provisionalRevision: 0n,
+    holderTxId: Buffer.alloc(16),
+    holderStartTs: 0n,
+  };
+  /** An engine over `access` whose first prepare in shard 2 applies but answers `reply` instead. */
+  const faultyEngine = (reply: () => Promise<TxnVote>) => {
+    const calls = { prepares: 0, fences: [] as number[] };
+    let faulty = true;
+    const e = new ShardTxnEngine(
+      {
+        ...access,
+        prepare: async (shard, part) => {
+          calls.prepares++;
+          const vote = await access.prepare(shard, part);
+          if (shard !== 2 || !faulty) return vote;
+          faulty = false;
+          return reply();
+        },
+        fence: (shard, txId) => {
+          calls.fences.push(shard);
+          return access.fence(shard, txId);
+        },
+      },
+      { recoveryIntervalMs: 3_600_000 },
+    );
+    return { e, calls };
+  };
+  const check = async (name: string, revision: bigint) => {
+    const [a, z] = await Promise.all([client.get(`0${name}`).exec(), client.get(`z${name}`).exec()]);
+    expect([a.kvs[0]?.value.toString(), z.kvs[0]?.value.toString()]).toEqual(["1", "1"]);
+    expect([a.kvs[0]!.mod_revision, z.kvs[0]!.mod_revision]).toEqual([String(revision), String(revision)]);
+  };
+
+  it("a lost reply: fences that shard, finds every part prepared, and commits once, without a retry", async () => {
+    const { e, calls } = faultyEngine(() => Promise.reject(new EtcdError(status.UNAVAILABLE, "reply lost")));
+    const r = await e.txn(
+      TxnRequest.fromPartial({ success: [put("0lost", "1"), put("zlost", "1")] }),
+      [0, 2],
+    );
+    e.close();
+    expect(r.succeeded).toBe(true);
+    expect(calls).toEqual({ prepares: 2, fences: [2] });
+    await check("lost", r.header!.revision);
+  });
+
+  it("a CONFLICT from a part that was prepared after all (a duplicate applied first): commits once", async () => {
+    const { e, calls } = faultyEngine(async () => conflict);
+    const r = await e.txn(TxnRequest.fromPartial({ success: [put("0dup", "1"), put("zdup", "1")] }), [0, 2]);
+    e.close();
+    expect(calls).toEqual({ prepares: 2, fences: [2] });
+    await check("dup", r.header!.revision);
+  });
+
+  it("a real CONFLICT: the fence records an abort there, so the part delivered late is refused; the retry commits", async () => {
+    const late: TxnPart[] = [];
+    const e = new ShardTxnEngine(
+      {
+        ...access,
+        prepare: async (shard, part) => {
+          if (shard !== 2 || late.length > 0) return access.prepare(shard, part);
+          late.push(part); // not applied now: it arrives below, as a duplicate delayed in the network
+          return conflict;
+        },
+      },
+      { recoveryIntervalMs: 3_600_000 },
+    );
+    const r = await e.txn(
+      TxnRequest.fromPartial({ success: [put("0real", "1"), put("zreal", "1")] }),
+      [0, 2],
+    );
+    e.close();
+    expect((await access.prepare(2, late[0]!)).outcome).toBe(TxnVote_Outcome.ABORTED);
+    await check("real", r.header!.revision);
+    await expect.poll(() => access.prepared(0)).toEqual([]);
+  });
+});
+
 describe("recovery of a transaction whose coordinator vanished", () => {
-  const part = (txId: string, key: string, value: string) => ({
+  const putOp = (key: string, value: string) => ({
+    requestPut: {
+      key: Buffer.from(key),
+      value: Buffer.from(value),
+      lease: 0n,
+      prevKv: false,
+      ignoreValue: false,
+      ignoreLease: false,
+    },
+  });
+  /**
+   * Shard `shard`'s part of a Txn that puts `value` at "0<name>" (shard 0, the anchor) and
+   * "z<name>" (shard 2), as the engine would prepare it: the anchor's carries the whole request.
+   */
+  const part = (txId: string, name: string, value: string, shard: 0 | 2, withRequest = true) => ({
     txId: Buffer.from(txId),
     anchor: 0,
     startTs: 1n,
     shards: [0, 2],
     attemptMs: BigInt(Date.now()),
-    txn: {
-      compare: [],
-      success: [
-        {
-          requestPut: {
-            key: Buffer.from(key),
-            value: Buffer.from(value),
-            lease: 0n,
-            prevKv: false,
-            ignoreValue: false,
-            ignoreLease: false,
-          },
-        },
-      ],
-      failure: [],
-    },
+    txn: { compare: [], success: [putOp(`${shard === 0 ? "0" : "z"}${name}`, value)], failure: [] },
+    request:
+      shard === 0 && withRequest
+        ? { compare: [], success: [putOp(`0${name}`, value), putOp(`z${name}`, value)], failure: [] }
+        : undefined,
+    minRevision: BigInt(access.maxKnown()),
   });
 
-  it("aborts a transaction prepared everywhere but never decided; blocked writers then go through", async () => {
+  it("commits a transaction prepared in every shard (parallel commits); blocked writers then go through", async () => {
     await client.put("0lock").value("before");
-    await access.prepare(0, part("vanished-1", "0lock", "tx"));
-    await access.prepare(2, part("vanished-1", "zlock", "tx"));
+    await access.prepare(0, part("vanished-1", "lock", "tx", 0));
+    await access.prepare(2, part("vanished-1", "lock", "tx", 2));
     // A plain put on a locked key waits for the transaction to be decided.
     let done = false;
     const put = client
@@ -268,16 +365,36 @@ describe("recovery of a transaction whose coordinator vanished", () => {
     expect(done).toBe(false);
     expect(await engine.recoverNow()).toBe(2);
     await put;
-    expect(await client.get("0lock").string()).toBe("after");
-    expect(await client.get("zlock").string()).toBeNull();
-    expect((await access.record(0, Buffer.from("vanished-1")))?.commit).toBe(false);
+    const [a, z] = await Promise.all([client.get("0lock").exec(), client.get("zlock").exec()]);
+    expect([a.kvs[0]!.value.toString(), z.kvs[0]!.value.toString()]).toEqual(["after", "tx"]);
+    // The transaction's writes share one revision in both shards, below the blocked put's.
+    expect(await client.get("0lock").revision(z.kvs[0]!.mod_revision).string()).toBe("tx");
+    expect(Number(a.kvs[0]!.mod_revision)).toBeGreaterThan(Number(z.kvs[0]!.mod_revision));
   });
 
-  it("commits the other shards of a transaction whose commit reached the anchor", async () => {
-    await access.prepare(0, part("vanished-2", "0gone", "yes"));
-    await access.prepare(2, part("vanished-2", "zgone", "yes"));
+  it("aborts a transaction prepared in only some shards: the missing part can no longer prepare", async () => {
+    await access.prepare(0, part("vanished-2", "half", "no", 0));
+    expect(await engine.recoverNow()).toBe(1);
+    const late = await access.prepare(2, part("vanished-2", "half", "no", 2));
+    expect(late.outcome).toBe(TxnVote_Outcome.ABORTED);
+    expect(await client.get("0half").string()).toBeNull();
+    expect(await client.get("zhalf").string()).toBeNull();
+    expect(access.prepared(0)).toEqual([]);
+  });
+
+  it("aborts a part prepared without the client's request (before parallel commits, only the anchor's decision committed)", async () => {
+    await access.prepare(0, part("vanished-3", "old", "no", 0, false));
+    await access.prepare(2, part("vanished-3", "old", "no", 2));
+    expect(await engine.recoverNow()).toBe(2);
+    expect(await client.get("0old").string()).toBeNull();
+    expect(await client.get("zold").string()).toBeNull();
+  });
+
+  it("commits the other shards of a transaction whose commit reached one shard", async () => {
+    await access.prepare(0, part("vanished-4", "gone", "yes", 0));
+    await access.prepare(2, part("vanished-4", "gone", "yes", 2));
     const revision = BigInt(access.maxKnown() + 1);
-    await access.decide(0, { txId: Buffer.from("vanished-2"), commit: true, revision, succeeded: true });
+    await access.decide(0, { txId: Buffer.from("vanished-4"), commit: true, revision, succeeded: true });
     expect(access.prepared(2)).toHaveLength(1);
     expect(await engine.recoverNow()).toBe(1);
     const [a, z] = await Promise.all([client.get("0gone").exec(), client.get("zgone").exec()]);
@@ -286,10 +403,10 @@ describe("recovery of a transaction whose coordinator vanished", () => {
   });
 
   it("does not let a late commit overturn an abort recorded by recovery", async () => {
-    await access.prepare(0, part("vanished-3", "0late", "no"));
+    await access.prepare(0, part("vanished-5", "late", "no", 0));
     expect(await engine.recoverNow()).toBe(1);
     const answer = await access.decide(0, {
-      txId: Buffer.from("vanished-3"),
+      txId: Buffer.from("vanished-5"),
       commit: true,
       revision: BigInt(access.maxKnown() + 1),
       succeeded: true,

@@ -67,7 +67,13 @@ import {
   type WatchResponse,
   WatchService,
 } from "../gen/etcdserverpb/rpc.js";
-import { ShardTxnClient, type TxnDecision, type TxnPart, type TxnVote } from "../gen/quorum/kv/v1/command.js";
+import {
+  ShardTxnClient,
+  type TxnDecision,
+  type TxnPart,
+  type TxnState,
+  type TxnVote,
+} from "../gen/quorum/kv/v1/command.js";
 import { txnLocks } from "../store/intents.js";
 import { type ApplyResult, isTxnReadOnly, type KvStore } from "../store/kv-store.js";
 import { ProposalBatcher, ReadBarrier } from "./batcher.js";
@@ -777,10 +783,17 @@ export class KvService {
     );
   }
 
-  /** The decision recorded in this shard for a transaction, read linearizably (undefined: none yet). */
-  async txnRecord(txId: Uint8Array): Promise<TxnDecision | undefined> {
-    await this.linearizable();
-    return this.store.txnRecord(txId);
+  /** Recovery's fence through this shard's log: the transaction's part or decision here (an abort if neither). */
+  fenceTxn(txId: Buffer, forwarded = false): Promise<TxnState> {
+    const shard = this.options.shardIndex ?? 0;
+    return this.onLeader(
+      forwarded,
+      async () => {
+        const r = await this.propose(encodeCommand.txnFence({ txId }));
+        return (r as Extract<ApplyResult, { type: "txnState" }>).state;
+      },
+      (client, metadata, options, done) => client.fence({ shard, txId }, metadata, options, done),
+    );
   }
 
   // ---- leases ----------------------------------------------------------------------------

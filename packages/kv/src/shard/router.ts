@@ -37,12 +37,12 @@ import {
 } from "../gen/etcdserverpb/rpc.js";
 import {
   type ShardDecideRequest,
+  type ShardFenceRequest,
   type ShardPrepareRequest,
-  type ShardRecordRequest,
-  type ShardRecordResponse,
   ShardTxnService,
   type TxnDecision,
   type TxnPart,
+  type TxnState,
   type TxnVote,
 } from "../gen/quorum/kv/v1/command.js";
 import {
@@ -86,8 +86,11 @@ export interface ShardTxnAccess {
   prepare(shard: number, part: TxnPart): Promise<TxnVote>;
   /** Proposes a decision on the shard's leader; resolves with the decision the shard recorded (the first one wins). */
   decide(shard: number, decision: TxnDecision): Promise<TxnDecision>;
-  /** The decision recorded in a shard, read linearizably; undefined while there is none. */
-  record(shard: number, txId: Uint8Array): Promise<TxnDecision | undefined>;
+  /**
+   * Proposes recovery's fence on the shard's leader: resolves with the transaction's prepared
+   * part there, or its decision there (an abort recorded by the fence itself if it had neither).
+   */
+  fence(shard: number, txId: Buffer): Promise<TxnState>;
   /** Undecided parts in this node's replica of a shard. */
   prepared(shard: number): readonly Intent[];
   /** Whether this node leads the shard's consensus group now. */
@@ -215,7 +218,7 @@ export class ShardedKvService {
       map: this.map,
       prepare: (shard, part) => this.services[shard]!.prepareTxnPart(part),
       decide: (shard, decision) => this.services[shard]!.decideTxn(decision),
-      record: (shard, txId) => this.services[shard]!.txnRecord(txId),
+      fence: (shard, txId) => this.services[shard]!.fenceTxn(txId),
       prepared: (shard) => this.shards[shard]!.store.preparedTxns(),
       leads: (shard) => this.shards[shard]!.log.status().role === "leader",
       maxKnown: () => this.maxKnown(),
@@ -603,10 +606,9 @@ export class ShardedKvService {
         if (!req.decision) throw new EtcdError(status.INVALID_ARGUMENT, "quorum: decide without a decision");
         return shard(req.shard).decideTxn(req.decision, true);
       }),
-      record: s0.unary("ShardTxn.Record", async (req: ShardRecordRequest): Promise<ShardRecordResponse> => {
-        const decision = await shard(req.shard).txnRecord(req.txId);
-        return { found: decision !== undefined, decision };
-      }),
+      fence: s0.unary("ShardTxn.Fence", (req: ShardFenceRequest) =>
+        shard(req.shard).fenceTxn(req.txId, true),
+      ),
     };
   }
 

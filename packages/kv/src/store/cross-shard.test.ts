@@ -41,6 +41,8 @@ function part(txId: string, txn: Partial<TxnRequest>, startTs = 1n): TxnPart {
     shards: [0, 1],
     txn: TxnRequest.fromPartial(txn),
     attemptMs: 0n,
+    request: undefined,
+    minRevision: 0n,
   };
 }
 const transfer = (txId: string) =>
@@ -60,6 +62,11 @@ function prepare(p: TxnPart) {
   const r = apply(encodeCommand.txnPrepare(p));
   if (r.type !== "txnVote") throw new Error(`expected a vote, got ${r.type}`);
   return r.vote;
+}
+function fence(txId: string) {
+  const r = apply(encodeCommand.txnFence({ txId: b(txId) }));
+  if (r.type !== "txnState") throw new Error(`expected a state, got ${r.type}`);
+  return r.state;
 }
 function decide(d: Partial<TxnDecision> & { txId: Buffer }) {
   const r = apply(encodeCommand.txnDecide({ commit: false, revision: 0n, succeeded: false, ...d }));
@@ -177,6 +184,24 @@ describe("a shard's part of a cross-shard Txn", () => {
       [2, ["a"]],
       [3, ["b", "a"]],
     ]);
+  });
+
+  it("fences: answers a prepared part with its vote and keeps it; else records an abort that refuses the part", () => {
+    put("a", "10");
+    const vote = prepare(transfer("t1"));
+    const state = fence("t1");
+    expect(state.prepared?.vote).toEqual(vote);
+    expect(state.prepared?.part?.txId.toString()).toBe("t1");
+    expect(state.decided).toBeUndefined();
+    expect(store.preparedTxns()).toHaveLength(1);
+
+    // Not prepared here: the fence aborts it, and its prepare arriving later is refused.
+    expect(fence("t2").decided?.commit).toBe(false);
+    expect(prepare({ ...transfer("t2"), txId: b("t2") }).outcome).toBe(TxnVote_Outcome.ABORTED);
+    // Decided: the fence answers the decision and changes nothing.
+    decide({ txId: b("t1"), commit: true, revision: 2n, succeeded: true });
+    expect(fence("t1").decided).toMatchObject({ commit: true, revision: 2n, succeeded: true });
+    expect(value("a")).toBe("5");
   });
 
   it("keeps prepared parts and records across a restart", () => {

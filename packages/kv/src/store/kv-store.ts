@@ -37,6 +37,7 @@ import {
   TxnDecision as TxnDecisionCodec,
   type TxnPart,
   TxnPrepared,
+  type TxnState,
   type TxnVote,
   TxnVote_CompareResult,
   TxnVote_Outcome,
@@ -61,6 +62,8 @@ export type ApplyResult =
   | { readonly type: "txnVote"; readonly vote: TxnVote }
   /** A cross-shard transaction's decision as this shard recorded it (the first one applied wins). */
   | { readonly type: "txnDecided"; readonly decision: TxnDecision }
+  /** What this shard knows of a transaction, after a fence (its part, or its decision). */
+  | { readonly type: "txnState"; readonly state: TxnState }
   /**
    * The command touches keys a prepared cross-shard transaction has locked, and was not
    * applied: the proposer waits for that transaction to finish (`whenUnlocked`) and retries.
@@ -415,7 +418,9 @@ export class KvStore implements StateMachine<ApplyResult> {
     if (floor > this.rev) this.rev = floor;
     try {
       if (command.txnPrepare) return this.prepareTxn(command.txnPrepare);
-      if (command.txnDecide) return this.decideTxn(command.txnDecide, events);
+      if (command.txnDecide)
+        return { type: "txnDecided", decision: this.decideTxn(command.txnDecide, events) };
+      if (command.txnFence) return this.fenceTxn(Buffer.from(command.txnFence.txId));
       const holder = this.lockedBy(command);
       if (holder) return { type: "locked", holder: holder.txId };
       if (command.put) {
@@ -843,10 +848,10 @@ export class KvStore implements StateMachine<ApplyResult> {
    * are answered with it), a commit writes the prepared part's chosen branch, and either way
    * the part's locks are released.
    */
-  private decideTxn(decision: TxnDecision, events: Event[] | undefined): ApplyResult {
+  private decideTxn(decision: TxnDecision, events: Event[] | undefined): TxnDecision {
     const txId = Buffer.from(decision.txId);
     const recorded = this.txnRecord(txId);
-    if (recorded) return { type: "txnDecided", decision: recorded };
+    if (recorded) return recorded;
     this.stmt("INSERT INTO txn_record (tx_id, decision) VALUES (?, ?)").run(
       txId,
       TxnDecisionCodec.encode(decision).finish(),
@@ -858,7 +863,7 @@ export class KvStore implements StateMachine<ApplyResult> {
       this.intents.remove(txId);
       this.intentsChanged = true;
     }
-    return { type: "txnDecided", decision };
+    return decision;
   }
 
   /**
@@ -890,6 +895,24 @@ export class KvStore implements StateMachine<ApplyResult> {
         op.requestTxn ? [this.compareToPath(op.requestTxn, rev)] : [],
       ),
     };
+  }
+
+  /**
+   * Recovery's fence: the prepared part, or the decision, of a transaction; with neither, an
+   * abort is recorded first, so that the part's prepare, should it still arrive, is refused.
+   */
+  private fenceTxn(txId: Buffer): ApplyResult {
+    const intent = this.intents.get(txId);
+    if (intent) {
+      const prepared = {
+        part: intent.part,
+        preparedRevision: BigInt(intent.preparedRevision),
+        vote: intent.vote,
+      };
+      return { type: "txnState", state: { prepared } };
+    }
+    const decided = this.decideTxn({ txId, commit: false, revision: 0n, succeeded: false }, undefined);
+    return { type: "txnState", state: { decided } };
   }
 
   /** The decision this shard applied for a transaction, if any. */

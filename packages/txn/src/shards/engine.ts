@@ -6,16 +6,19 @@ import {
   etcdErrors,
   type ShardTxnAccess,
   type TxnDecision,
+  type TxnPart,
   type TxnRequest,
   type TxnResponse,
+  type TxnState,
   type TxnVote,
   TxnVote_Outcome,
 } from "@quorum/kv";
 import { type Clock, type Logger, silentLogger, systemClock } from "@quorum/transport";
 import { Counter, type Registry } from "prom-client";
-import { branchError, branchWrites, commitRevision, comparesHold, txnResponse } from "./outcome.js";
+import { branchWrites, txnResponse, type Verdict, verdict } from "./outcome.js";
 import { planTxn, type TxnPlan } from "./plan.js";
 import { ShardTxnRecovery } from "./recovery.js";
+import { type Resolution, resolve } from "./resolve.js";
 
 export interface ShardTxnEngineOptions {
   /** Deadlines, backoff and recovery timers; default the system clock. */
@@ -66,22 +69,25 @@ function transient(err: unknown): boolean {
 
 /**
  * Runs etcd Txns whose keys fall in several shards as one atomic, serializable transaction,
- * by two-phase commit through the shards' own consensus logs (README, "Transactions across
- * shards"):
+ * by two-phase commit through the shards' own consensus logs, with parallel commits (as
+ * CockroachDB's): one round of consensus before the client's answer (README, "Transactions
+ * across shards"):
  *
- * 1. Prepare: every shard's part is proposed to that shard's log. Applying it locks the keys
- *    and ranges the part reads (shared) and writes (exclusive), evaluates its compares and
- *    dry-runs both branches. A lock held by another transaction makes the shard vote
- *    CONFLICT without waiting (no-wait: no transaction ever waits for a lock, so there is no
- *    deadlock); the engine aborts and retries with jittered backoff.
- * 2. Decide: with every vote in, the branch is known (all compares hold), and so is the
- *    revision of every write (above each shard's revision at prepare). The decision is
- *    proposed to the anchor shard (the first), where it is the transaction's record and also
- *    commits the anchor's part in the same entry; the client is answered from the dry runs.
- * 3. The other shards get the decision in the background. If this node dies first, the
- *    recovery of whichever node leads such a shard finds the stale part, reads the record on
- *    the anchor (or records an abort there, which a late commit then cannot overturn), and
- *    applies it.
+ * 1. Prepare: every shard's part is proposed to that shard's log at once. Applying it locks
+ *    the keys and ranges the part reads (shared) and writes (exclusive), evaluates its
+ *    compares and dry-runs both branches. A lock held by another transaction makes the shard
+ *    vote CONFLICT without waiting (no-wait: no transaction ever waits for a lock, so there
+ *    is no deadlock); the engine aborts and retries with jittered backoff.
+ * 2. Committed: once every part is prepared, the transaction is committed; no further
+ *    record is needed, because its outcome is a pure function (`verdict`) of the client's
+ *    request, which the anchor's part carries, and of the stored votes: the branch (all
+ *    compares hold?) and the revision of every write (above each shard's revision at
+ *    prepare). The client is answered from the dry runs.
+ * 3. The decision goes to every shard in the background, which writes the branch and
+ *    releases the locks. If this node dies first, recovery on whichever node leads such a
+ *    shard fences every shard of the transaction (a shard that never prepared its part
+ *    records an abort, so the part can no longer prepare), then derives the same outcome
+ *    from what the fences return and applies it.
  */
 export class ShardTxnEngine implements CrossShardTxn {
   private readonly clock: Clock;
@@ -186,19 +192,23 @@ export class ShardTxnEngine implements CrossShardTxn {
   ): Promise<Attempt> {
     const anchor = plan.shards[0]!;
     const attemptMs = BigInt(Math.floor(this.wallClock()));
-    const settled = await Promise.allSettled(
-      plan.shards.map((shard) =>
-        this.access.prepare(shard, {
-          txId,
-          anchor,
-          startTs,
-          shards: [...plan.shards],
-          txn: plan.parts.get(shard)!,
-          attemptMs,
-        }),
-      ),
+    const minRevision = BigInt(this.access.maxKnown());
+    const parts = plan.shards.map(
+      (shard): TxnPart => ({
+        txId,
+        anchor,
+        startTs,
+        shards: [...plan.shards],
+        txn: plan.parts.get(shard)!,
+        attemptMs,
+        request: shard === anchor ? req : undefined,
+        minRevision,
+      }),
     );
-    const votes = new Map<number, TxnVote>();
+    const settled = await Promise.allSettled(
+      parts.map((part, i) => this.access.prepare(plan.shards[i]!, part)),
+    );
+    let votes = new Map<number, TxnVote>();
     let refused: string | undefined;
     let failure: unknown;
     // Wait-die's priority, without waiting while holding locks: a transaction older than every
@@ -215,52 +225,79 @@ export class ShardTxnEngine implements CrossShardTxn {
           older = false;
       } else refused ??= `shard ${shard} aborted it`;
     });
-    if (refused !== undefined || failure !== undefined) {
-      // A prepare that failed (a timeout, say) may still have been applied: abort everywhere.
+    let v: Verdict;
+    if (votes.size === plan.shards.length) {
+      // Every part is prepared: the transaction is decided (parallel commits), and recovery
+      // would derive the same verdict from the same votes.
+      v = verdict(req, plan, votes, minRevision);
+    } else {
+      // Some part did not come back PREPARED, yet it may still be (a prepare that timed out
+      // may have been applied, a duplicate may be applied later), which would commit the
+      // transaction: fence those shards before deciding anything.
+      const r = await this.settle(txId, parts, votes, deadline);
+      if (r.kind === "unknown" || r.kind === "committed") {
+        // Unknown: a shard did not answer in time; committed: another node's recovery
+        // finished it, and the answer is gone. Either way recovery sees it through.
+        this.logger.warn(
+          { txId: txId.toString("hex"), resolution: r.kind },
+          "cross-shard txn outcome unknown",
+        );
+        return { kind: "error", error: etcdErrors.timeout() };
+      }
+      if (r.kind === "aborted") {
+        this.abortEverywhere(txId, plan, deadline);
+        if (refused !== undefined)
+          return { kind: "retry", why: `conflict: ${refused}`, conflict: true, olderThanHolder: older };
+        if (transient(failure) && this.clock.now() < deadline)
+          return { kind: "retry", why: (failure as Error).message, conflict: false };
+        return { kind: "error", error: failure ?? new Error("cross-shard txn aborted") };
+      }
+      // Every part turned out prepared after all: committed, as if every vote had come back.
+      votes = new Map(r.votes);
+      v = r.verdict;
+    }
+    if (!v.commit) {
       this.abortEverywhere(txId, plan, deadline);
-      if (refused !== undefined)
-        return { kind: "retry", why: `conflict: ${refused}`, conflict: true, olderThanHolder: older };
-      if (transient(failure) && this.clock.now() < deadline)
-        return { kind: "retry", why: (failure as Error).message, conflict: false };
-      return { kind: "error", error: failure };
+      return { kind: "error", error: v.error };
     }
-    const succeeded = comparesHold(req, plan, votes);
-    const error = branchError(plan, votes, succeeded);
-    if (error) {
-      this.abortEverywhere(txId, plan, deadline);
-      return { kind: "error", error };
-    }
-    const revision = commitRevision(votes, this.access.maxKnown());
-    const decision: TxnDecision = { txId, commit: true, revision, succeeded };
-    if (!branchWrites(req, succeeded)) {
-      // Read-only: the reads were made under every lock at once; releasing them needs no record.
-      for (const shard of plan.shards)
-        this.background(this.decide(shard, decision, deadline + this.timeoutMs));
-      return { kind: "done", response: txnResponse(req, plan, votes, succeeded, revision - 1n) };
-    }
-    let recorded: TxnDecision;
-    try {
-      recorded = await this.decide(anchor, decision, deadline);
-    } catch (err) {
-      // Whether the anchor recorded the commit is unknown; recovery finishes it either way.
-      this.logger.warn({ txId: txId.toString("hex"), err: String(err) }, "cross-shard txn outcome unknown");
-      return { kind: "error", error: etcdErrors.timeout() };
-    }
-    if (!recorded.commit) {
-      // Recovery (on another node) aborted it first: nothing was written.
-      this.abortEverywhere(txId, plan, deadline);
-      return { kind: "retry", why: "recovery aborted it", conflict: false };
-    }
-    for (const shard of plan.shards.slice(1))
-      this.background(this.decide(shard, recorded, deadline + this.timeoutMs));
-    return { kind: "done", response: txnResponse(req, plan, votes, succeeded, revision) };
+    const decision: TxnDecision = { txId, commit: true, revision: v.revision, succeeded: v.succeeded };
+    for (const shard of plan.shards) this.background(this.decide(shard, decision, deadline + this.timeoutMs));
+    // A read-only branch wrote nothing: its reads are as of the revision below.
+    const revision = branchWrites(req, v.succeeded) ? v.revision : v.revision - 1n;
+    return { kind: "done", response: txnResponse(req, plan, votes, v.succeeded, revision) };
   }
 
-  /** Proposes a decision to a shard, again after transient errors (it is idempotent), until `deadline`. */
-  private async decide(shard: number, decision: TxnDecision, deadline: number): Promise<TxnDecision> {
+  /**
+   * Fences every shard whose part did not vote PREPARED (the votes in hand stand for the
+   * others) and resolves the transaction from what they say.
+   */
+  private async settle(
+    txId: Buffer,
+    parts: readonly TxnPart[],
+    votes: ReadonlyMap<number, TxnVote>,
+    deadline: number,
+  ): Promise<Resolution> {
+    const states = await Promise.all(
+      parts.map(async (part, i): Promise<TxnState | undefined> => {
+        const shard = part.shards[i]!;
+        const vote = votes.get(shard);
+        if (vote) return { prepared: { part, vote, preparedRevision: 0n } };
+        return this.retrying(() => this.access.fence(shard, txId), deadline).catch(() => undefined);
+      }),
+    );
+    return resolve(parts[0]!, states, this.access.map);
+  }
+
+  /** Proposes a decision to a shard (idempotent: the first one recorded wins). */
+  private decide(shard: number, decision: TxnDecision, deadline: number): Promise<TxnDecision> {
+    return this.retrying(() => this.access.decide(shard, decision), deadline);
+  }
+
+  /** Makes an idempotent call, again after transient errors, until `deadline` (at least once). */
+  private async retrying<T>(call: () => Promise<T>, deadline: number): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.access.decide(shard, decision);
+        return await call();
       } catch (err) {
         if (!transient(err) || this.closed || this.clock.now() >= deadline) throw err;
         await this.sleep(Math.min(100, 5 * attempt));

@@ -52,13 +52,37 @@ export function branchWrites(req: TxnRequest, succeeded: boolean): boolean {
 
 /**
  * The transaction's revision: above every shard's revision at its prepare (so no shard has
- * written the transaction's keys at or after it), and above `floor` (the highest revision the
- * coordinating node knows, so revisions follow real time through that node).
+ * written the transaction's keys at or after it), and above `minRevision` (the highest
+ * revision the coordinating node knew when it began, so revisions follow real time through
+ * that node).
  */
-export function commitRevision(votes: ReadonlyMap<number, TxnVote>, floor: number): bigint {
-  let max = BigInt(floor + 1);
+export function commitRevision(votes: ReadonlyMap<number, TxnVote>, minRevision: bigint): bigint {
+  let max = minRevision + 1n;
   for (const v of votes.values()) if (v.provisionalRevision > max) max = v.provisionalRevision;
   return max;
+}
+
+/** What a transaction's votes decide, once every part is prepared. */
+export type Verdict =
+  | { readonly commit: true; readonly succeeded: boolean; readonly revision: bigint }
+  /** The taken branch fails in some shard (with this etcd error): nothing is written. */
+  | { readonly commit: false; readonly error: EtcdError };
+
+/**
+ * The outcome of a transaction whose parts are all prepared: a pure function of the client's
+ * request and the stored votes, so the coordinator and any node's recovery derive the same
+ * one (parallel commits: there is no separate commit point to disagree about).
+ */
+export function verdict(
+  req: TxnRequest,
+  plan: TxnPlan,
+  votes: ReadonlyMap<number, TxnVote>,
+  minRevision: bigint,
+): Verdict {
+  const succeeded = comparesHold(req, plan, votes);
+  const error = branchError(plan, votes, succeeded);
+  if (error) return { commit: false, error };
+  return { commit: true, succeeded, revision: commitRevision(votes, minRevision) };
 }
 
 /** A shard's dry run wrote at its provisional revision; the transaction's writes are at `revision`. */

@@ -131,7 +131,7 @@ describe("combining votes", () => {
         vote([TxnVote_CompareResult.NO_KEYS], 2n, { responses: [range([])], errorCode: 0, errorMessage: "" }),
       ],
     ]);
-    const revision = commitRevision(votes, 3);
+    const revision = commitRevision(votes, 3n);
     expect(revision).toBe(8n);
     const r = txnResponse(req, plan, votes, true, revision);
     expect(r.header?.revision).toBe(8n);
@@ -141,6 +141,6 @@ describe("combining votes", () => {
       ["0a", 8n],
       ["Kb", 7n],
     ]);
-    expect(commitRevision(votes, 20)).toBe(21n);
+    expect(commitRevision(votes, 20n)).toBe(21n);
   });
 });

@@ -13,7 +13,7 @@ export interface Placement {
  * shards' votes can be put back together in the client's order.
  */
 export interface TxnPlan {
-  /** The shards involved, ascending. The first is the anchor: it keeps the transaction's record. */
+  /** The shards involved, ascending. The first is the anchor: its part carries the whole request. */
   readonly shards: readonly number[];
   readonly parts: ReadonlyMap<number, TxnRequest>;
   readonly compares: readonly (readonly Placement[])[];

@@ -1,6 +1,7 @@
-import type { ShardTxnAccess, TxnDecision } from "@quorum/kv";
+import type { ShardTxnAccess, TxnDecision, TxnPart } from "@quorum/kv";
 import { type Clock, every, type Logger, type Timer } from "@quorum/transport";
 import { Counter, type Registry } from "prom-client";
+import { decisionOf, resolve } from "./resolve.js";
 
 export interface ShardTxnRecoveryOptions {
   readonly clock: Clock;
@@ -16,13 +17,15 @@ export interface ShardTxnRecoveryOptions {
 
 /**
  * The termination protocol for the shards this node leads: a prepared part that has waited
- * `staleAfterMs` (as this node saw it) is finished from its transaction's record on the
- * anchor shard. With no record yet, recovery proposes an abort there; the anchor keeps the
- * first decision it applies, so either the coordinator's commit or this abort wins, never
- * both, and whatever the anchor answers is then applied to this shard. A part's age is
- * counted from its attempt's start (`attemptMs`, the coordinator's wall clock), so a part
- * holds its locks at most about `staleAfterMs + intervalMs` (plus clock skew) after its
- * coordinator vanished, a leader change included.
+ * `staleAfterMs` (as this node saw it) is finished by fencing every shard of its
+ * transaction. A fence goes through the shard's log, so it is ordered with the part's own
+ * prepare there: it answers the prepared part and its vote, or the decision the shard has
+ * applied, or (neither) records an abort, after which that part can never prepare. Then the
+ * transaction was committed exactly when every part is prepared, and `resolve` derives the
+ * same outcome the coordinator would have, which is applied to every shard.
+ * A part's age is counted from its attempt's start (`attemptMs`, the coordinator's wall
+ * clock), so a part holds its locks at most about `staleAfterMs + intervalMs` (plus clock
+ * skew) after its coordinator vanished, a leader change included.
  */
 export class ShardTxnRecovery {
   /** When this node first saw each prepared part (hex tx id / shard). */
@@ -77,7 +80,7 @@ export class ShardTxnRecovery {
           continue;
         this.inFlight.add(key);
         started.push(
-          this.finish(shard, intent.txId, intent.part.anchor)
+          this.finish(intent.txId, intent.part)
             .then(
               (decision) => {
                 this.recovered?.inc({ decision: decision.commit ? "commit" : "abort" });
@@ -100,10 +103,19 @@ export class ShardTxnRecovery {
     return (await Promise.all(started)).filter(Boolean).length;
   }
 
-  private async finish(shard: number, txId: Buffer, anchor: number): Promise<TxnDecision> {
-    const abort: TxnDecision = { txId, commit: false, revision: 0n, succeeded: false };
-    const decision = (await this.access.record(anchor, txId)) ?? (await this.access.decide(anchor, abort));
-    if (shard !== anchor) await this.access.decide(shard, decision);
+  private async finish(txId: Buffer, part: TxnPart): Promise<TxnDecision> {
+    const fenced = await Promise.allSettled(part.shards.map((s) => this.access.fence(s, txId)));
+    const r = resolve(
+      part,
+      fenced.map((f) => (f.status === "fulfilled" ? f.value : undefined)),
+      this.access.map,
+    );
+    if (r.kind === "unknown") {
+      const failed = fenced.find((f) => f.status === "rejected") as PromiseRejectedResult;
+      throw failed.reason;
+    }
+    const decision = decisionOf(txId, r);
+    await Promise.all(part.shards.map((s) => this.access.decide(s, decision)));
     return decision;
   }
 

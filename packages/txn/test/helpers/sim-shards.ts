@@ -54,7 +54,7 @@ export interface SimShardsOptions {
   readonly engine?: Omit<ShardTxnEngineOptions, "clock" | "random" | "newTxId" | "logger">;
   /**
    * Called at each step of the protocol, so a test can crash a node exactly there: on the
-   * coordinator before it sends a prepare, decide or record call and after it hears the
+   * coordinator before it sends a prepare, decide or fence call and after it hears the
    * answer; on the shard leader that served it, after its log applied it and before it replies.
    */
   readonly onStep?: (step: ProtocolStep) => void;
@@ -65,7 +65,7 @@ export interface SimShardsOptions {
 export interface ProtocolStep {
   readonly node: SimShardNode;
   readonly role: "coordinator" | "participant";
-  readonly op: "prepare" | "decide" | "record";
+  readonly op: "prepare" | "decide" | "fence";
   readonly phase: "before" | "after";
   readonly shard: number;
 }
@@ -233,7 +233,7 @@ export function simShards(sim: Simulation, ids: readonly string[], options: SimS
   };
 
   /**
-   * The engine's access for one node: prepare, decide and record go to the node that leads
+   * The engine's access for one node: prepare, decide and fence go to the node that leads
    * the shard as this node believes (itself included); the rest is this node's own view.
    */
   const accessFor = (self: () => SimShardNode, local: ShardTxnAccess, rafts: RaftNode<ApplyResult>[]) => {
@@ -289,7 +289,7 @@ export function simShards(sim: Simulation, ids: readonly string[], options: SimS
         toLeader("prepare", shard, part.txId, (svc) => svc.prepareTxnPart(part, true)),
       decide: (shard, decision) =>
         toLeader("decide", shard, decision.txId, (svc) => svc.decideTxn(decision, true)),
-      record: (shard, txId) => toLeader("record", shard, txId, (svc) => svc.txnRecord(txId)),
+      fence: (shard, txId) => toLeader("fence", shard, txId, (svc) => svc.fenceTxn(txId, true)),
       prepared: (shard) => local.prepared(shard),
       leads: (shard) => local.leads(shard),
       maxKnown: () => local.maxKnown(),

@@ -56,8 +56,9 @@ export interface Command {
     | undefined;
   /** Transactions over several shards (two-phase commit, see README "Cross-shard Txn"). */
   txnPrepare?: TxnPart | undefined;
-  txnDecide?:
-    | TxnDecision
+  txnDecide?: TxnDecision | undefined;
+  txnFence?:
+    | TxnFence
     | undefined;
   /**
    * Sharding: the store first raises its revision to at least `floor` (the highest cluster
@@ -75,7 +76,10 @@ export interface Command {
  */
 export interface TxnPart {
   txId: Buffer;
-  /** The shard that holds the transaction's record (its decision): the first shard involved. */
+  /**
+   * The shard whose part carries the client's whole request (the transaction's record, in
+   * CockroachDB's terms): the first shard involved.
+   */
   anchor: number;
   /** Age for the wait-die rule (milliseconds since the epoch at the first attempt). */
   startTs: bigint;
@@ -90,6 +94,19 @@ export interface TxnPart {
    * (a new shard leader too) judges how long the part has waited from it.
    */
   attemptMs: bigint;
+  /**
+   * The anchor's part only: the client's whole Txn. The transaction is committed once every
+   * part is prepared (parallel commits); recovery re-derives its outcome from this request
+   * and the shards' stored votes, exactly as the coordinator did.
+   */
+  request:
+    | TxnRequest
+    | undefined;
+  /**
+   * The transaction's revision is above this one (the highest revision the coordinating
+   * node knew when it began: revisions follow real time through a node).
+   */
+  minRevision: bigint;
 }
 
 /** A prepared part as the shard stores it (table txn_intent). */
@@ -212,9 +229,9 @@ export interface BranchResult {
 
 /**
  * The outcome of a transaction, applied on every shard in it. Each shard records the first
- * decision it applies for a tx_id and answers later ones with it. On the anchor shard that
- * record is the transaction's decision: a coordinator's commit and a recovery's abort race
- * through the anchor's log, and only the first applied takes effect.
+ * decision it applies for a tx_id and answers later ones with it. The outcome itself is
+ * fixed before any decision is sent: committed if and only if every part was prepared (and
+ * the taken branch fails nowhere), which the coordinator and recovery derive alike.
  */
 export interface TxnDecision {
   txId: Buffer;
@@ -223,6 +240,21 @@ export interface TxnDecision {
   revision: bigint;
   /** commit: which branch runs (all compares held). */
   succeeded: boolean;
+}
+
+/**
+ * Recovery's question to a shard about a transaction whose coordinator vanished. Applied
+ * through the shard's log, so it is ordered with the transaction's own prepare: a shard that
+ * has not prepared the part records an abort, which a later prepare then cannot overturn.
+ */
+export interface TxnFence {
+  txId: Buffer;
+}
+
+/** What a shard knows of a transaction: its prepared part (and vote), or its decision. */
+export interface TxnState {
+  prepared?: TxnPrepared | undefined;
+  decided?: TxnDecision | undefined;
 }
 
 export interface ShardPrepareRequest {
@@ -235,15 +267,9 @@ export interface ShardDecideRequest {
   decision: TxnDecision | undefined;
 }
 
-export interface ShardRecordRequest {
+export interface ShardFenceRequest {
   shard: number;
   txId: Buffer;
-}
-
-export interface ShardRecordResponse {
-  /** False: no decision recorded yet. */
-  found: boolean;
-  decision: TxnDecision | undefined;
 }
 
 function createBaseCommand(): Command {
@@ -257,6 +283,7 @@ function createBaseCommand(): Command {
     leaseCheckpoint: undefined,
     txnPrepare: undefined,
     txnDecide: undefined,
+    txnFence: undefined,
     floor: 0n,
   };
 }
@@ -289,6 +316,9 @@ export const Command: MessageFns<Command> = {
     }
     if (message.txnDecide !== undefined) {
       TxnDecision.encode(message.txnDecide, writer.uint32(74).fork()).join();
+    }
+    if (message.txnFence !== undefined) {
+      TxnFence.encode(message.txnFence, writer.uint32(82).fork()).join();
     }
     if (message.floor !== 0n) {
       if (BigInt.asUintN(64, message.floor) !== message.floor) {
@@ -384,6 +414,14 @@ export const Command: MessageFns<Command> = {
             message.txnDecide = TxnDecision.decode(reader, reader.uint32());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.txnFence = TxnFence.decode(reader, reader.uint32());
+            continue;
+          }
           case 16: {
             if (tag !== 128) {
               break;
@@ -439,6 +477,11 @@ export const Command: MessageFns<Command> = {
         : isSet(object.txn_decide)
         ? TxnDecision.fromJSON(object.txn_decide)
         : undefined,
+      txnFence: isSet(object.txnFence)
+        ? TxnFence.fromJSON(object.txnFence)
+        : isSet(object.txn_fence)
+        ? TxnFence.fromJSON(object.txn_fence)
+        : undefined,
       floor: isSet(object.floor) ? BigInt(object.floor) : 0n,
     };
   },
@@ -471,6 +514,9 @@ export const Command: MessageFns<Command> = {
     }
     if (message.txnDecide !== undefined) {
       obj.txnDecide = TxnDecision.toJSON(message.txnDecide);
+    }
+    if (message.txnFence !== undefined) {
+      obj.txnFence = TxnFence.toJSON(message.txnFence);
     }
     if (message.floor !== 0n) {
       obj.floor = message.floor.toString();
@@ -506,13 +552,25 @@ export const Command: MessageFns<Command> = {
     message.txnDecide = (object.txnDecide !== undefined && object.txnDecide !== null)
       ? TxnDecision.fromPartial(object.txnDecide)
       : undefined;
+    message.txnFence = (object.txnFence !== undefined && object.txnFence !== null)
+      ? TxnFence.fromPartial(object.txnFence)
+      : undefined;
     message.floor = (object.floor !== undefined && object.floor !== null) ? BigInt(object.floor) : 0n;
     return message;
   },
 };
 
 function createBaseTxnPart(): TxnPart {
-  return { txId: Buffer.alloc(0), anchor: 0, startTs: 0n, shards: [], txn: undefined, attemptMs: 0n };
+  return {
+    txId: Buffer.alloc(0),
+    anchor: 0,
+    startTs: 0n,
+    shards: [],
+    txn: undefined,
+    attemptMs: 0n,
+    request: undefined,
+    minRevision: 0n,
+  };
 }
 
 export const TxnPart: MessageFns<TxnPart> = {
@@ -544,6 +602,15 @@ export const TxnPart: MessageFns<TxnPart> = {
         throw new globalThis.Error("value provided for field message.attemptMs of type uint64 too large");
       }
       writer.uint32(48).uint64(message.attemptMs);
+    }
+    if (message.request !== undefined) {
+      TxnRequest.encode(message.request, writer.uint32(58).fork()).join();
+    }
+    if (message.minRevision !== 0n) {
+      if (BigInt.asUintN(64, message.minRevision) !== message.minRevision) {
+        throw new globalThis.Error("value provided for field message.minRevision of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.minRevision);
     }
     return writer;
   },
@@ -619,6 +686,22 @@ export const TxnPart: MessageFns<TxnPart> = {
             message.attemptMs = reader.uint64() as bigint;
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.request = TxnRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.minRevision = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -647,6 +730,12 @@ export const TxnPart: MessageFns<TxnPart> = {
         : isSet(object.attempt_ms)
         ? BigInt(object.attempt_ms)
         : 0n,
+      request: isSet(object.request) ? TxnRequest.fromJSON(object.request) : undefined,
+      minRevision: isSet(object.minRevision)
+        ? BigInt(object.minRevision)
+        : isSet(object.min_revision)
+        ? BigInt(object.min_revision)
+        : 0n,
     };
   },
 
@@ -670,6 +759,12 @@ export const TxnPart: MessageFns<TxnPart> = {
     if (message.attemptMs !== 0n) {
       obj.attemptMs = message.attemptMs.toString();
     }
+    if (message.request !== undefined) {
+      obj.request = TxnRequest.toJSON(message.request);
+    }
+    if (message.minRevision !== 0n) {
+      obj.minRevision = message.minRevision.toString();
+    }
     return obj;
   },
 
@@ -684,6 +779,12 @@ export const TxnPart: MessageFns<TxnPart> = {
     message.shards = object.shards?.map((e) => e) || [];
     message.txn = (object.txn !== undefined && object.txn !== null) ? TxnRequest.fromPartial(object.txn) : undefined;
     message.attemptMs = (object.attemptMs !== undefined && object.attemptMs !== null) ? BigInt(object.attemptMs) : 0n;
+    message.request = (object.request !== undefined && object.request !== null)
+      ? TxnRequest.fromPartial(object.request)
+      : undefined;
+    message.minRevision = (object.minRevision !== undefined && object.minRevision !== null)
+      ? BigInt(object.minRevision)
+      : 0n;
     return message;
   },
 };
@@ -1248,6 +1349,168 @@ export const TxnDecision: MessageFns<TxnDecision> = {
   },
 };
 
+function createBaseTxnFence(): TxnFence {
+  return { txId: Buffer.alloc(0) };
+}
+
+export const TxnFence: MessageFns<TxnFence> = {
+  encode(message: TxnFence, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.txId.length !== 0) {
+      writer.uint32(10).bytes(message.txId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnFence {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnFence();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.txId = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TxnFence {
+    return {
+      txId: isSet(object.txId)
+        ? Buffer.from(bytesFromBase64(object.txId))
+        : isSet(object.tx_id)
+        ? Buffer.from(bytesFromBase64(object.tx_id))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: TxnFence): unknown {
+    const obj: any = {};
+    if (message.txId.length !== 0) {
+      obj.txId = base64FromBytes(message.txId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TxnFence>, I>>(base?: I): TxnFence {
+    return TxnFence.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TxnFence>, I>>(object: I): TxnFence {
+    const message = createBaseTxnFence();
+    message.txId = object.txId ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseTxnState(): TxnState {
+  return { prepared: undefined, decided: undefined };
+}
+
+export const TxnState: MessageFns<TxnState> = {
+  encode(message: TxnState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prepared !== undefined) {
+      TxnPrepared.encode(message.prepared, writer.uint32(10).fork()).join();
+    }
+    if (message.decided !== undefined) {
+      TxnDecision.encode(message.decided, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.prepared = TxnPrepared.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.decided = TxnDecision.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TxnState {
+    return {
+      prepared: isSet(object.prepared) ? TxnPrepared.fromJSON(object.prepared) : undefined,
+      decided: isSet(object.decided) ? TxnDecision.fromJSON(object.decided) : undefined,
+    };
+  },
+
+  toJSON(message: TxnState): unknown {
+    const obj: any = {};
+    if (message.prepared !== undefined) {
+      obj.prepared = TxnPrepared.toJSON(message.prepared);
+    }
+    if (message.decided !== undefined) {
+      obj.decided = TxnDecision.toJSON(message.decided);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TxnState>, I>>(base?: I): TxnState {
+    return TxnState.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TxnState>, I>>(object: I): TxnState {
+    const message = createBaseTxnState();
+    message.prepared = (object.prepared !== undefined && object.prepared !== null)
+      ? TxnPrepared.fromPartial(object.prepared)
+      : undefined;
+    message.decided = (object.decided !== undefined && object.decided !== null)
+      ? TxnDecision.fromPartial(object.decided)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseShardPrepareRequest(): ShardPrepareRequest {
   return { shard: 0, part: undefined };
 }
@@ -1420,12 +1683,12 @@ export const ShardDecideRequest: MessageFns<ShardDecideRequest> = {
   },
 };
 
-function createBaseShardRecordRequest(): ShardRecordRequest {
+function createBaseShardFenceRequest(): ShardFenceRequest {
   return { shard: 0, txId: Buffer.alloc(0) };
 }
 
-export const ShardRecordRequest: MessageFns<ShardRecordRequest> = {
-  encode(message: ShardRecordRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const ShardFenceRequest: MessageFns<ShardFenceRequest> = {
+  encode(message: ShardFenceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.shard !== 0) {
       writer.uint32(8).uint32(message.shard);
     }
@@ -1435,7 +1698,7 @@ export const ShardRecordRequest: MessageFns<ShardRecordRequest> = {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ShardRecordRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardFenceRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1444,7 +1707,7 @@ export const ShardRecordRequest: MessageFns<ShardRecordRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseShardRecordRequest();
+      const message = createBaseShardFenceRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1476,7 +1739,7 @@ export const ShardRecordRequest: MessageFns<ShardRecordRequest> = {
     }
   },
 
-  fromJSON(object: any): ShardRecordRequest {
+  fromJSON(object: any): ShardFenceRequest {
     return {
       shard: isSet(object.shard) ? globalThis.Number(object.shard) : 0,
       txId: isSet(object.txId)
@@ -1487,7 +1750,7 @@ export const ShardRecordRequest: MessageFns<ShardRecordRequest> = {
     };
   },
 
-  toJSON(message: ShardRecordRequest): unknown {
+  toJSON(message: ShardFenceRequest): unknown {
     const obj: any = {};
     if (message.shard !== 0) {
       obj.shard = Math.round(message.shard);
@@ -1498,100 +1761,13 @@ export const ShardRecordRequest: MessageFns<ShardRecordRequest> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<ShardRecordRequest>, I>>(base?: I): ShardRecordRequest {
-    return ShardRecordRequest.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<ShardFenceRequest>, I>>(base?: I): ShardFenceRequest {
+    return ShardFenceRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<ShardRecordRequest>, I>>(object: I): ShardRecordRequest {
-    const message = createBaseShardRecordRequest();
+  fromPartial<I extends Exact<DeepPartial<ShardFenceRequest>, I>>(object: I): ShardFenceRequest {
+    const message = createBaseShardFenceRequest();
     message.shard = object.shard ?? 0;
     message.txId = object.txId ?? Buffer.alloc(0);
-    return message;
-  },
-};
-
-function createBaseShardRecordResponse(): ShardRecordResponse {
-  return { found: false, decision: undefined };
-}
-
-export const ShardRecordResponse: MessageFns<ShardRecordResponse> = {
-  encode(message: ShardRecordResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.found !== false) {
-      writer.uint32(8).bool(message.found);
-    }
-    if (message.decision !== undefined) {
-      TxnDecision.encode(message.decision, writer.uint32(18).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ShardRecordResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseShardRecordResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.found = reader.bool();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.decision = TxnDecision.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ShardRecordResponse {
-    return {
-      found: isSet(object.found) ? globalThis.Boolean(object.found) : false,
-      decision: isSet(object.decision) ? TxnDecision.fromJSON(object.decision) : undefined,
-    };
-  },
-
-  toJSON(message: ShardRecordResponse): unknown {
-    const obj: any = {};
-    if (message.found !== false) {
-      obj.found = message.found;
-    }
-    if (message.decision !== undefined) {
-      obj.decision = TxnDecision.toJSON(message.decision);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<ShardRecordResponse>, I>>(base?: I): ShardRecordResponse {
-    return ShardRecordResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<ShardRecordResponse>, I>>(object: I): ShardRecordResponse {
-    const message = createBaseShardRecordResponse();
-    message.found = object.found ?? false;
-    message.decision = (object.decision !== undefined && object.decision !== null)
-      ? TxnDecision.fromPartial(object.decision)
-      : undefined;
     return message;
   },
 };
@@ -1620,21 +1796,21 @@ export const ShardTxnService = {
     responseSerialize: (value: TxnDecision): Buffer => Buffer.from(TxnDecision.encode(value).finish()),
     responseDeserialize: (value: Buffer): TxnDecision => TxnDecision.decode(value),
   },
-  record: {
-    path: "/quorum.kv.v1.ShardTxn/Record" as const,
+  fence: {
+    path: "/quorum.kv.v1.ShardTxn/Fence" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: ShardRecordRequest): Buffer => Buffer.from(ShardRecordRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ShardRecordRequest => ShardRecordRequest.decode(value),
-    responseSerialize: (value: ShardRecordResponse): Buffer => Buffer.from(ShardRecordResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ShardRecordResponse => ShardRecordResponse.decode(value),
+    requestSerialize: (value: ShardFenceRequest): Buffer => Buffer.from(ShardFenceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShardFenceRequest => ShardFenceRequest.decode(value),
+    responseSerialize: (value: TxnState): Buffer => Buffer.from(TxnState.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TxnState => TxnState.decode(value),
   },
 } as const;
 
 export interface ShardTxnServer extends UntypedServiceImplementation {
   prepare: handleUnaryCall<ShardPrepareRequest, TxnVote>;
   decide: handleUnaryCall<ShardDecideRequest, TxnDecision>;
-  record: handleUnaryCall<ShardRecordRequest, ShardRecordResponse>;
+  fence: handleUnaryCall<ShardFenceRequest, TxnState>;
 }
 
 export interface ShardTxnClient extends Client {
@@ -1668,20 +1844,20 @@ export interface ShardTxnClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: TxnDecision) => void,
   ): ClientUnaryCall;
-  record(
-    request: ShardRecordRequest,
-    callback: (error: ServiceError | null, response: ShardRecordResponse) => void,
+  fence(
+    request: ShardFenceRequest,
+    callback: (error: ServiceError | null, response: TxnState) => void,
   ): ClientUnaryCall;
-  record(
-    request: ShardRecordRequest,
+  fence(
+    request: ShardFenceRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: ShardRecordResponse) => void,
+    callback: (error: ServiceError | null, response: TxnState) => void,
   ): ClientUnaryCall;
-  record(
-    request: ShardRecordRequest,
+  fence(
+    request: ShardFenceRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: ShardRecordResponse) => void,
+    callback: (error: ServiceError | null, response: TxnState) => void,
   ): ClientUnaryCall;
 }
 
