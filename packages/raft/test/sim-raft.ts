@@ -58,11 +58,49 @@ export interface Durable {
 }
 
 /**
- * How many times each store was written (save or compact) through `fenced`, the only way the
- * nodes write: a store whose count has not moved holds the same log as when last read.
+ * How many times each store was written (save or compact; see `counted`): a store whose
+ * count has not moved holds the same log as when last read.
  */
 const writes = new WeakMap<LogStore, number>();
 const bumpWrites = (store: LogStore) => writes.set(store, (writes.get(store) ?? 0) + 1);
+
+/** `store`, with its writes counted in `writes`; every node's log is kept behind one. */
+function counted(store: LogStore): LogStore {
+  const wrapped: LogStore = {
+    hardState: () => store.hardState(),
+    entries: (lo, hi, maxBytes) => store.entries(lo, hi, maxBytes),
+    term: (i) => store.term(i),
+    firstIndex: () => store.firstIndex(),
+    lastIndex: () => store.lastIndex(),
+    snapshot: () => store.snapshot(),
+    configEntries: () => store.configEntries(),
+    save: (u) => {
+      bumpWrites(wrapped);
+      try {
+        const done = store.save(u);
+        // A store may finish the write (and move its view) only when its promise settles.
+        if (done instanceof Promise) {
+          done.then(
+            () => bumpWrites(wrapped),
+            () => bumpWrites(wrapped),
+          );
+        }
+        return done;
+      } finally {
+        bumpWrites(wrapped);
+      }
+    },
+    compact: (i) => {
+      try {
+        store.compact(i);
+      } finally {
+        bumpWrites(wrapped);
+      }
+    },
+    close: () => store.close(),
+  };
+  return wrapped;
+}
 
 export interface SimRaftOptions {
   /**
@@ -128,28 +166,11 @@ export function fenced(store: LogStore, dead: () => boolean): LogStore {
     configEntries: () => store.configEntries(),
     save: (u) => {
       check();
-      bumpWrites(store);
-      try {
-        const done = store.save(u);
-        // A store may finish the write (and move its view) when its promise settles.
-        if (done instanceof Promise) {
-          done.then(
-            () => bumpWrites(store),
-            () => bumpWrites(store),
-          );
-        }
-        return done;
-      } finally {
-        bumpWrites(store);
-      }
+      return store.save(u);
     },
     compact: (i) => {
       check();
-      try {
-        store.compact(i);
-      } finally {
-        bumpWrites(store);
-      }
+      store.compact(i);
     },
     close: () => {},
   };
@@ -178,7 +199,7 @@ export function simRaft(
   const bootstrap = initial.map((p) => ({ id: p, address: p, learner: false }));
   for (const id of ids) {
     durable.set(id, {
-      storage: initial.includes(id) ? MemoryStorage.bootstrap(bootstrap) : new MemoryStorage(),
+      storage: counted(initial.includes(id) ? MemoryStorage.bootstrap(bootstrap) : new MemoryStorage()),
       machine: new TrackedMachine(),
     });
   }
@@ -198,7 +219,7 @@ export function simRaft(
         ...(initial.includes(ctx.id) ? { initialMembers: bootstrap } : {}),
         ...(delay ? { asyncSync: { clock: ctx.clock, syncDelayMs: () => delay(ctx) } } : {}),
       });
-      d.storage = options.wrapStore ? options.wrapStore(store, ctx) : store;
+      d.storage = counted(options.wrapStore ? options.wrapStore(store, ctx) : store);
     }
     const clock = ctx.clock as NodeContext["clock"] & { isDead(): boolean };
     const node = new RaftNode<RecordedResult>({
