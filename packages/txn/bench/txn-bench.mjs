@@ -8,8 +8,8 @@
 //   single-N: N clients, each transferring between two accounts of ONE shard (the one-round
 //             fast path: one entry in that shard's log)
 //   cross-N:  N clients, each transferring between accounts in TWO shards (the cross-shard
-//             engine: prepare in both shards' logs, decide on the anchor's, the other
-//             shard's decide in the background)
+//             engine: prepare in both shards' logs, answered once both are prepared, the
+//             decisions in the background)
 // at N = 16 and 64 (BENCH_CLIENTS). Every client owns its own pair of accounts, so no two
 // transfers ever touch the same key: the benchmark measures the protocol, not contention (a
 // compare that fails or a lock conflict is counted and reported; both should be 0). Client w's
