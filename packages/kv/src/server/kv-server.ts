@@ -647,8 +647,8 @@ export class KvService {
 
   /**
    * A linearizable read must see every transaction acknowledged before it began, and a
-   * cross-shard transaction is acknowledged once its decision is recorded on its anchor
-   * shard, perhaps before this shard applied it: so a read waits for prepared transactions
+   * cross-shard transaction is acknowledged once every part is prepared, before this shard
+   * has applied its decision: so a read waits for prepared transactions
    * that write in its range (those that could land at or below its revision).
    */
   private async settled(key: Buffer, rangeEnd: Buffer, revision: bigint): Promise<void> {

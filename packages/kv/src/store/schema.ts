@@ -51,7 +51,7 @@ export function createSchema(db: Database.Database): void {
 
     -- Cross-shard transactions: the prepared parts this shard holds locks for (a TxnPrepared
     -- message each), and the decision applied here for every transaction it took part in
-    -- (a TxnDecision each; on a transaction's anchor shard it is the transaction's record).
+    -- (a TxnDecision each, or the abort a fence recorded).
     CREATE TABLE IF NOT EXISTS txn_intent (
       tx_id BLOB PRIMARY KEY,
       prepared BLOB NOT NULL
