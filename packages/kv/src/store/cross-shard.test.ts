@@ -204,6 +204,30 @@ describe("a shard's part of a cross-shard Txn", () => {
     expect(value("a")).toBe("5");
   });
 
+  it("makes a lease revoke wait for a transaction that locked its keys or puts with the lease", () => {
+    apply(encodeCommand.leaseGrant({ ID: 7n, TTL: 60n }));
+    apply(encodeCommand.put(PutRequest.fromPartial({ key: b("a"), value: b("10"), lease: 7n })));
+    prepare(transfer("t1")); // locks a
+    expect(apply(encodeCommand.leaseRevoke({ ID: 7n })).type).toBe("locked");
+    decide({ txId: b("t1"), commit: true, revision: 2n, succeeded: true });
+    // The transfer's put kept no lease (etcd's put without lease detaches it): nothing to delete.
+    expect(apply(encodeCommand.leaseRevoke({ ID: 7n })).type).toBe("leaseRevoke");
+    expect(value("a")).toBe("5");
+
+    // A prepared put of another key with the lease: the revoke waits for it, then deletes it.
+    apply(encodeCommand.leaseGrant({ ID: 8n, TTL: 60n }));
+    prepare(
+      part("t2", {
+        success: [{ requestPut: PutRequest.fromPartial({ key: b("b"), value: b("1"), lease: 8n }) }],
+      }),
+    );
+    expect(apply(encodeCommand.leaseRevoke({ ID: 8n })).type).toBe("locked");
+    decide({ txId: b("t2"), commit: true, revision: BigInt(store.revision() + 1), succeeded: true });
+    expect(value("b")).toBe("1");
+    expect(apply(encodeCommand.leaseRevoke({ ID: 8n })).type).toBe("leaseRevoke");
+    expect(value("b")).toBeUndefined();
+  });
+
   it("keeps prepared parts and records across a restart", () => {
     put("a", "10");
     prepare(transfer("t1"));

@@ -48,6 +48,13 @@ import { type KeyRange, keyRange } from "./keys.js";
 import { createSchema } from "./schema.js";
 import { sorter } from "./sort.js";
 
+/** Whether a Txn (either branch, nested ones too) puts a key with lease `id`. */
+function putsWithLease(txn: TxnRequest, id: bigint): boolean {
+  return [...txn.success, ...txn.failure].some(
+    (op) => op.requestPut?.lease === id || (op.requestTxn !== undefined && putsWithLease(op.requestTxn, id)),
+  );
+}
+
 /** What `apply` returns for one log entry: etcd's response, or the error etcd would return. */
 export type ApplyResult =
   | { readonly type: "put"; readonly response: PutResponse }
@@ -459,8 +466,22 @@ export class KvStore implements StateMachine<ApplyResult> {
     else if (command.deleteRange)
       locks = [lockRange(command.deleteRange.key, command.deleteRange.rangeEnd, "write")];
     else if (command.txn) locks = txnLocks(command.txn);
+    else if (command.leaseRevoke) return this.leaseHolder(command.leaseRevoke.ID);
     else return undefined;
     return this.intents.conflict(locks);
+  }
+
+  /**
+   * A prepared transaction that a revoke of lease `id` must wait for: one that locked a key
+   * the revoke would delete, or that would put a key with that lease (its dry run found the
+   * lease; committing after the revoke would leave a key attached to no lease).
+   */
+  private leaseHolder(id: bigint): Intent | undefined {
+    const keys = this.leaseKeys(id).map((key) => lockRange(key, Buffer.alloc(0), "write"));
+    return (
+      (keys.length > 0 ? this.intents.conflict(keys) : undefined) ??
+      this.intents.all().find((i) => putsWithLease(i.part.txn ?? emptyTxn, id))
+    );
   }
 
   private beginWrite(events: Event[] | undefined): WriteTxn {
