@@ -231,6 +231,60 @@ describe("a Txn over several shards", () => {
     console.log(`concurrent transfers: ${conflicts} gave up on conflicts and were retried by the client`);
     for (let s = 0; s < 3; s++) expect(access.prepared(s)).toEqual([]);
   });
+  it("deletes a range over several shards atomically, at one revision, as etcd does", async () => {
+    // Shard 0 (digits), 1 (upper case) and 2 ('_'): keys of earlier tests in the range go too.
+    for (const k of ["9del", "Qdel", "_del"]) await client.put(k).value("x");
+    const before = await client.getAll().inRange({ start: "9del", end: "_dem" }).keys();
+    expect(before).toEqual(expect.arrayContaining(["9del", "Qdel", "_del"]));
+    const out = await etcdctl(["del", "9del", "_dem", "--prev-kv", "-w", "json"]);
+    const r = JSON.parse(out) as {
+      header: { revision: number };
+      deleted: number;
+      prev_kvs: { key: string }[];
+    };
+    expect(r.deleted).toBe(before.length);
+    expect(r.prev_kvs.map((kv) => Buffer.from(kv.key, "base64").toString())).toEqual(before);
+    // Every key was there just below the delete's revision, and none is at it.
+    expect(
+      await client
+        .getAll()
+        .inRange({ start: "9del", end: "_dem" })
+        .revision(r.header.revision - 1)
+        .keys(),
+    ).toEqual(before);
+    expect(
+      await client.getAll().inRange({ start: "9del", end: "_dem" }).revision(r.header.revision).keys(),
+    ).toEqual([]);
+    // All or nothing: while another transaction holds a lock on one shard's key, no shard deletes.
+    for (const k of ["9del", "Qdel", "_del"]) await client.put(k).value("y");
+    const holder = Buffer.from("holds-Qdel");
+    const lock = await access.prepare(1, {
+      txId: holder,
+      anchor: 1,
+      startTs: 1n,
+      shards: [1],
+      txn: TxnRequest.fromPartial({
+        success: [{ requestPut: PutRequest.fromPartial({ key: Buffer.from("Qdel") }) }],
+      }),
+      attemptMs: 0n,
+      request: undefined,
+      minRevision: 0n,
+    });
+    expect(lock.outcome).toBe(TxnVote_Outcome.PREPARED);
+    const deleting = etcdctl(["del", "9del", "_dem"]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await etcdctl(["get", "9del", "--consistency=s", "--print-value-only"])).toBe("y\n");
+    expect(await etcdctl(["get", "_del", "--consistency=s", "--print-value-only"])).toBe("y\n");
+    await access.decide(1, { txId: holder, commit: false, revision: 0n, succeeded: false });
+    expect(await deleting).toBe("3\n");
+    // A delete that finds nothing leaves the revision where it was.
+    const current = (await client.get("9del").exec()).header.revision;
+    const empty = JSON.parse(await etcdctl(["del", "9del", "_dem", "-w", "json"])) as {
+      header: { revision: number };
+      deleted?: number;
+    };
+    expect([empty.deleted ?? 0, String(empty.header.revision)]).toEqual([0, current]);
+  });
 });
 
 describe("a coordinator whose prepare did not come back PREPARED", () => {

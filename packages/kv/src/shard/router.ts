@@ -421,7 +421,15 @@ export class ShardedKvService {
       const s = shards[0] ?? this.map.shardOf(req.key);
       return this.done(await this.services[s]!.deleteRange(req, this.sub(call, req)));
     }
-    // Not atomic across shards: each shard deletes its part at its own revision.
+    if (this.crossShard) {
+      // Atomic, at one revision in every shard, as etcd's: a Txn of this one delete.
+      const r = await this.crossShard.txn(
+        { compare: [], success: [{ requestDeleteRange: req }], failure: [] },
+        shards,
+      );
+      return this.fill(this.done({ ...r.responses[0]!.responseDeleteRange!, header: r.header }));
+    }
+    // Without the cross-shard engine, not atomic: each shard deletes its part at its own revision.
     const parts = await Promise.all(
       shards.map((s) => {
         const sub = { ...req, ...this.map.clip(req.key, req.rangeEnd, s) };

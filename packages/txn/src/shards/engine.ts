@@ -15,7 +15,7 @@ import {
 } from "@quorum/kv";
 import { type Clock, type Logger, silentLogger, systemClock } from "@quorum/transport";
 import { Counter, type Registry } from "prom-client";
-import { branchWrites, txnResponse, type Verdict, verdict } from "./outcome.js";
+import { branchChanges, txnResponse, type Verdict, verdict } from "./outcome.js";
 import { planTxn, type TxnPlan } from "./plan.js";
 import { ShardTxnRecovery } from "./recovery.js";
 import { type Resolution, resolve } from "./resolve.js";
@@ -262,8 +262,8 @@ export class ShardTxnEngine implements CrossShardTxn {
     }
     const decision: TxnDecision = { txId, commit: true, revision: v.revision, succeeded: v.succeeded };
     for (const shard of plan.shards) this.background(this.decide(shard, decision, deadline + this.timeoutMs));
-    // A read-only branch wrote nothing: its reads are as of the revision below.
-    const revision = branchWrites(req, v.succeeded) ? v.revision : v.revision - 1n;
+    // A branch that changes nothing leaves the revision where it was: its reads are as of the one below.
+    const revision = branchChanges(req, plan, votes, v.succeeded) ? v.revision : v.revision - 1n;
     return { kind: "done", response: txnResponse(req, plan, votes, v.succeeded, revision) };
   }
 

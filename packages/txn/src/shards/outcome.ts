@@ -45,9 +45,34 @@ export function branchError(
   return undefined;
 }
 
-/** Whether the taken branch writes anything. */
-export function branchWrites(req: TxnRequest, succeeded: boolean): boolean {
-  return (succeeded ? req.success : req.failure).some((op) => op.requestPut || op.requestDeleteRange);
+/**
+ * Whether the taken branch changes anything, so that the transaction's revision exists: a
+ * put, a delete whose dry runs found keys, or a nested Txn that may write (as etcd, a Txn
+ * that deletes nothing does not raise the revision).
+ */
+export function branchChanges(
+  req: TxnRequest,
+  plan: TxnPlan,
+  votes: ReadonlyMap<number, TxnVote>,
+  succeeded: boolean,
+): boolean {
+  const placements = succeeded ? plan.success : plan.failure;
+  return (succeeded ? req.success : req.failure).some((op, i) => {
+    if (op.requestPut) return true;
+    if (op.requestTxn) return mayWrite(op.requestTxn);
+    if (!op.requestDeleteRange) return false;
+    return placements[i]!.some(
+      (p) =>
+        (branchOf(votes.get(p.shard)!, succeeded).responses[p.index]?.responseDeleteRange?.deleted ?? 0n) >
+        0n,
+    );
+  });
+}
+
+function mayWrite(txn: TxnRequest): boolean {
+  return [...txn.success, ...txn.failure].some(
+    (op) => op.requestPut || op.requestDeleteRange || (op.requestTxn && mayWrite(op.requestTxn)),
+  );
 }
 
 /**
