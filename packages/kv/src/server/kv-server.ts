@@ -69,6 +69,8 @@ import {
 } from "../gen/etcdserverpb/rpc.js";
 import {
   ShardTxnClient,
+  type ShardTxnOp,
+  type ShardTxnResult,
   type TxnDecision,
   type TxnPart,
   type TxnState,
@@ -78,6 +80,7 @@ import { txnLocks } from "../store/intents.js";
 import { type ApplyResult, isTxnReadOnly, type KvStore } from "../store/kv-store.js";
 import { ProposalBatcher, ReadBarrier } from "./batcher.js";
 import { Lessor } from "./lessor.js";
+import { resultOf, ShardTxnForwarder } from "./txn-forwarder.js";
 import {
   checkDeleteRequest,
   checkPutRequest,
@@ -321,6 +324,7 @@ export class KvService {
   private readonly maxTxnOps: number;
   private readonly requestTimeoutMs: number;
   private readonly clients = new Map<string, GrpcClient>();
+  private readonly txnForwarder: ShardTxnForwarder;
   private readonly keepAliveForwarders = new Map<string, KeepAliveForwarder>();
   readonly metrics: Registry;
   private readonly requests: Counter<"method" | "code">;
@@ -341,6 +345,15 @@ export class KvService {
     this.maxRequestBytes = options.maxRequestBytes ?? defaultMaxRequestBytes;
     this.maxTxnOps = options.maxTxnOps ?? defaultMaxTxnOps;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 7_000;
+    this.txnForwarder = new ShardTxnForwarder(
+      (address) => this.client("shardTxn", address),
+      () => {
+        const metadata = new Metadata();
+        metadata.set(forwardedHeader, this.log.nodeId);
+        return metadata;
+      },
+      this.requestTimeoutMs,
+    );
     this.metrics = options.metrics ?? new Registry();
     this.requests = new Counter({
       name: "quorum_kv_requests_total",
@@ -722,18 +735,14 @@ export class KvService {
   // ---- cross-shard transactions: this shard's side, on its leader -----------------------
 
   /**
-   * Runs `local` on this node if it leads the shard; otherwise calls `remote` on the leader's
-   * node (once: a forwarded call is not forwarded again).
+   * Runs `local` on this node if it leads the shard; otherwise sends `op` to the leader's node
+   * (once: a forwarded op is not forwarded again), batched with others bound there.
    */
   private async onLeader<T>(
     forwarded: boolean,
     local: () => Promise<T>,
-    remote: (
-      client: InstanceType<typeof ShardTxnClient>,
-      metadata: Metadata,
-      options: { deadline: number },
-      done: (err: ServiceError | null, response: T) => void,
-    ) => void,
+    op: Omit<ShardTxnOp, "shard">,
+    answer: (r: ShardTxnResult) => T,
   ): Promise<T> {
     try {
       return await local();
@@ -744,55 +753,46 @@ export class KvService {
       if (forwarded) throw etcdErrors.leaderChanged();
       const address = this.options.leaderClientAddress?.(leader.id);
       if (!address) throw etcdErrors.noLeader();
-      const metadata = new Metadata();
-      metadata.set(forwardedHeader, this.log.nodeId);
-      return new Promise<T>((resolve, reject) => {
-        remote(
-          this.client("shardTxn", address),
-          metadata,
-          { deadline: Date.now() + this.requestTimeoutMs },
-          (e, r) => (e ? reject(new EtcdError(e.code, e.details)) : resolve(r)),
-        );
-      });
+      return answer(await this.txnForwarder.call(address, { shard: this.options.shardIndex ?? 0, ...op }));
     }
   }
 
   /** Proposes this shard's part of a cross-shard Txn through its log and returns the vote. */
   prepareTxnPart(part: TxnPart, forwarded = false): Promise<TxnVote> {
-    const shard = this.options.shardIndex ?? 0;
     return this.onLeader(
       forwarded,
       async () => {
         const r = await this.propose(encodeCommand.txnPrepare(part));
         return (r as Extract<ApplyResult, { type: "txnVote" }>).vote;
       },
-      (client, metadata, options, done) => client.prepare({ shard, part }, metadata, options, done),
+      { prepare: part },
+      (r) => resultOf(r, "vote"),
     );
   }
 
   /** Proposes a cross-shard Txn's decision through this shard's log; returns the decision recorded here. */
   decideTxn(decision: TxnDecision, forwarded = false): Promise<TxnDecision> {
-    const shard = this.options.shardIndex ?? 0;
     return this.onLeader(
       forwarded,
       async () => {
         const r = await this.propose(encodeCommand.txnDecide(decision));
         return (r as Extract<ApplyResult, { type: "txnDecided" }>).decision;
       },
-      (client, metadata, options, done) => client.decide({ shard, decision }, metadata, options, done),
+      { decide: decision },
+      (r) => resultOf(r, "decision"),
     );
   }
 
   /** Recovery's fence through this shard's log: the transaction's part or decision here (an abort if neither). */
   fenceTxn(txId: Buffer, forwarded = false): Promise<TxnState> {
-    const shard = this.options.shardIndex ?? 0;
     return this.onLeader(
       forwarded,
       async () => {
         const r = await this.propose(encodeCommand.txnFence({ txId }));
         return (r as Extract<ApplyResult, { type: "txnState" }>).state;
       },
-      (client, metadata, options, done) => client.fence({ shard, txId }, metadata, options, done),
+      { fence: txId },
+      (r) => resultOf(r, "state"),
     );
   }
 

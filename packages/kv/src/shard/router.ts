@@ -36,9 +36,10 @@ import {
   type WatchResponse,
 } from "../gen/etcdserverpb/rpc.js";
 import {
-  type ShardDecideRequest,
-  type ShardFenceRequest,
-  type ShardPrepareRequest,
+  type ShardTxnBatch,
+  type ShardTxnOp,
+  type ShardTxnResult,
+  type ShardTxnResults,
   ShardTxnService,
   type TxnDecision,
   type TxnPart,
@@ -133,6 +134,9 @@ function randomLeaseId(): bigint {
     if (id !== 0n) return id;
   }
 }
+
+/** More ops than a node forwards in one turn under any load this store can take. */
+const maxShardTxnBatch = 100_000;
 
 function maxRev(parts: readonly { header?: ResponseHeader | undefined }[]): bigint {
   return parts.reduce((m, p) => (p.header && p.header.revision > m ? p.header.revision : m), 0n);
@@ -593,31 +597,49 @@ export class ShardedKvService {
     return list;
   }
 
-  /** The internal ShardTxn service: parts and decisions forwarded here by nodes that do not lead the shard. */
+  /**
+   * The internal ShardTxn service: the prepares, decisions and fences that other nodes
+   * forward here (to the shards this node leads), each answered on its own.
+   */
   private shardTxnImpl(): UntypedServiceImplementation {
-    const s0 = this.services[0]!;
-    const shard = (n: number) => {
-      const svc = this.services[n];
-      if (!svc)
-        throw new EtcdError(
-          status.INVALID_ARGUMENT,
-          `quorum: no shard ${n} (this node has ${this.services.length})`,
-        );
-      return svc;
-    };
     return {
-      prepare: s0.unary("ShardTxn.Prepare", (req: ShardPrepareRequest) => {
-        if (!req.part) throw new EtcdError(status.INVALID_ARGUMENT, "quorum: prepare without a part");
-        return shard(req.shard).prepareTxnPart(req.part, true);
-      }),
-      decide: s0.unary("ShardTxn.Decide", (req: ShardDecideRequest) => {
-        if (!req.decision) throw new EtcdError(status.INVALID_ARGUMENT, "quorum: decide without a decision");
-        return shard(req.shard).decideTxn(req.decision, true);
-      }),
-      fence: s0.unary("ShardTxn.Fence", (req: ShardFenceRequest) =>
-        shard(req.shard).fenceTxn(req.txId, true),
+      batch: this.services[0]!.unary(
+        "ShardTxn.Batch",
+        async (req: ShardTxnBatch): Promise<ShardTxnResults> => {
+          if (req.ops.length > maxShardTxnBatch)
+            throw new EtcdError(
+              status.INVALID_ARGUMENT,
+              `quorum: more than ${maxShardTxnBatch} ops in one ShardTxn batch`,
+            );
+          const results = await Promise.all(
+            req.ops.map((op) =>
+              this.shardTxnOp(op).catch(
+                (err: unknown): ShardTxnResult => ({
+                  error:
+                    err instanceof EtcdError
+                      ? { code: err.code, message: err.message }
+                      : { code: status.UNKNOWN, message: String(err) },
+                }),
+              ),
+            ),
+          );
+          return { results };
+        },
       ),
     };
+  }
+
+  private async shardTxnOp(op: ShardTxnOp): Promise<ShardTxnResult> {
+    const svc = this.services[op.shard];
+    if (!svc)
+      throw new EtcdError(
+        status.INVALID_ARGUMENT,
+        `quorum: no shard ${op.shard} (this node has ${this.services.length})`,
+      );
+    if (op.prepare) return { vote: await svc.prepareTxnPart(op.prepare, true) };
+    if (op.decide) return { decision: await svc.decideTxn(op.decide, true) };
+    if (op.fence) return { state: await svc.fenceTxn(op.fence, true) };
+    throw new EtcdError(status.INVALID_ARGUMENT, "quorum: a ShardTxn op without a prepare, decide or fence");
   }
 
   watchStreams(): number {

@@ -257,19 +257,37 @@ export interface TxnState {
   decided?: TxnDecision | undefined;
 }
 
-export interface ShardPrepareRequest {
+export interface ShardTxnOp {
   shard: number;
-  part: TxnPart | undefined;
+  prepare?: TxnPart | undefined;
+  decide?:
+    | TxnDecision
+    | undefined;
+  /** The transaction id to fence. */
+  fence?: Buffer | undefined;
 }
 
-export interface ShardDecideRequest {
-  shard: number;
-  decision: TxnDecision | undefined;
+export interface ShardTxnBatch {
+  ops: ShardTxnOp[];
 }
 
-export interface ShardFenceRequest {
-  shard: number;
-  txId: Buffer;
+/** One op's answer: its vote, decision or state, or the etcd error it failed with. */
+export interface ShardTxnResult {
+  vote?: TxnVote | undefined;
+  decision?: TxnDecision | undefined;
+  state?: TxnState | undefined;
+  error?: ShardTxnError | undefined;
+}
+
+export interface ShardTxnError {
+  /** A gRPC status code, with etcd's message. */
+  code: number;
+  message: string;
+}
+
+/** The results in the order of the batch's ops. */
+export interface ShardTxnResults {
+  results: ShardTxnResult[];
 }
 
 function createBaseCommand(): Command {
@@ -1511,22 +1529,28 @@ export const TxnState: MessageFns<TxnState> = {
   },
 };
 
-function createBaseShardPrepareRequest(): ShardPrepareRequest {
-  return { shard: 0, part: undefined };
+function createBaseShardTxnOp(): ShardTxnOp {
+  return { shard: 0, prepare: undefined, decide: undefined, fence: undefined };
 }
 
-export const ShardPrepareRequest: MessageFns<ShardPrepareRequest> = {
-  encode(message: ShardPrepareRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const ShardTxnOp: MessageFns<ShardTxnOp> = {
+  encode(message: ShardTxnOp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.shard !== 0) {
       writer.uint32(8).uint32(message.shard);
     }
-    if (message.part !== undefined) {
-      TxnPart.encode(message.part, writer.uint32(18).fork()).join();
+    if (message.prepare !== undefined) {
+      TxnPart.encode(message.prepare, writer.uint32(18).fork()).join();
+    }
+    if (message.decide !== undefined) {
+      TxnDecision.encode(message.decide, writer.uint32(26).fork()).join();
+    }
+    if (message.fence !== undefined) {
+      writer.uint32(34).bytes(message.fence);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ShardPrepareRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardTxnOp {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1535,7 +1559,7 @@ export const ShardPrepareRequest: MessageFns<ShardPrepareRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseShardPrepareRequest();
+      const message = createBaseShardTxnOp();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1552,7 +1576,23 @@ export const ShardPrepareRequest: MessageFns<ShardPrepareRequest> = {
               break;
             }
 
-            message.part = TxnPart.decode(reader, reader.uint32());
+            message.prepare = TxnPart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.decide = TxnDecision.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.fence = Buffer.from(reader.bytes());
             continue;
           }
         }
@@ -1567,51 +1607,62 @@ export const ShardPrepareRequest: MessageFns<ShardPrepareRequest> = {
     }
   },
 
-  fromJSON(object: any): ShardPrepareRequest {
+  fromJSON(object: any): ShardTxnOp {
     return {
       shard: isSet(object.shard) ? globalThis.Number(object.shard) : 0,
-      part: isSet(object.part) ? TxnPart.fromJSON(object.part) : undefined,
+      prepare: isSet(object.prepare) ? TxnPart.fromJSON(object.prepare) : undefined,
+      decide: isSet(object.decide) ? TxnDecision.fromJSON(object.decide) : undefined,
+      fence: isSet(object.fence) ? Buffer.from(bytesFromBase64(object.fence)) : undefined,
     };
   },
 
-  toJSON(message: ShardPrepareRequest): unknown {
+  toJSON(message: ShardTxnOp): unknown {
     const obj: any = {};
     if (message.shard !== 0) {
       obj.shard = Math.round(message.shard);
     }
-    if (message.part !== undefined) {
-      obj.part = TxnPart.toJSON(message.part);
+    if (message.prepare !== undefined) {
+      obj.prepare = TxnPart.toJSON(message.prepare);
+    }
+    if (message.decide !== undefined) {
+      obj.decide = TxnDecision.toJSON(message.decide);
+    }
+    if (message.fence !== undefined) {
+      obj.fence = base64FromBytes(message.fence);
     }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<ShardPrepareRequest>, I>>(base?: I): ShardPrepareRequest {
-    return ShardPrepareRequest.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<ShardTxnOp>, I>>(base?: I): ShardTxnOp {
+    return ShardTxnOp.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<ShardPrepareRequest>, I>>(object: I): ShardPrepareRequest {
-    const message = createBaseShardPrepareRequest();
+  fromPartial<I extends Exact<DeepPartial<ShardTxnOp>, I>>(object: I): ShardTxnOp {
+    const message = createBaseShardTxnOp();
     message.shard = object.shard ?? 0;
-    message.part = (object.part !== undefined && object.part !== null) ? TxnPart.fromPartial(object.part) : undefined;
+    message.prepare = (object.prepare !== undefined && object.prepare !== null)
+      ? TxnPart.fromPartial(object.prepare)
+      : undefined;
+    message.decide = (object.decide !== undefined && object.decide !== null)
+      ? TxnDecision.fromPartial(object.decide)
+      : undefined;
+    message.fence = object.fence ?? undefined;
     return message;
   },
 };
 
-function createBaseShardDecideRequest(): ShardDecideRequest {
-  return { shard: 0, decision: undefined };
+function createBaseShardTxnBatch(): ShardTxnBatch {
+  return { ops: [] };
 }
 
-export const ShardDecideRequest: MessageFns<ShardDecideRequest> = {
-  encode(message: ShardDecideRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.shard !== 0) {
-      writer.uint32(8).uint32(message.shard);
-    }
-    if (message.decision !== undefined) {
-      TxnDecision.encode(message.decision, writer.uint32(18).fork()).join();
+export const ShardTxnBatch: MessageFns<ShardTxnBatch> = {
+  encode(message: ShardTxnBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.ops) {
+      ShardTxnOp.encode(v!, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ShardDecideRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardTxnBatch {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1620,16 +1671,92 @@ export const ShardDecideRequest: MessageFns<ShardDecideRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseShardDecideRequest();
+      const message = createBaseShardTxnBatch();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 8) {
+            if (tag !== 10) {
               break;
             }
 
-            message.shard = reader.uint32();
+            message.ops.push(ShardTxnOp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShardTxnBatch {
+    return { ops: globalThis.Array.isArray(object?.ops) ? object.ops.map((e: any) => ShardTxnOp.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ShardTxnBatch): unknown {
+    const obj: any = {};
+    if (message.ops?.length) {
+      obj.ops = message.ops.map((e) => ShardTxnOp.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShardTxnBatch>, I>>(base?: I): ShardTxnBatch {
+    return ShardTxnBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShardTxnBatch>, I>>(object: I): ShardTxnBatch {
+    const message = createBaseShardTxnBatch();
+    message.ops = object.ops?.map((e) => ShardTxnOp.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseShardTxnResult(): ShardTxnResult {
+  return { vote: undefined, decision: undefined, state: undefined, error: undefined };
+}
+
+export const ShardTxnResult: MessageFns<ShardTxnResult> = {
+  encode(message: ShardTxnResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vote !== undefined) {
+      TxnVote.encode(message.vote, writer.uint32(10).fork()).join();
+    }
+    if (message.decision !== undefined) {
+      TxnDecision.encode(message.decision, writer.uint32(18).fork()).join();
+    }
+    if (message.state !== undefined) {
+      TxnState.encode(message.state, writer.uint32(26).fork()).join();
+    }
+    if (message.error !== undefined) {
+      ShardTxnError.encode(message.error, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardTxnResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShardTxnResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.vote = TxnVote.decode(reader, reader.uint32());
             continue;
           }
           case 2: {
@@ -1640,6 +1767,22 @@ export const ShardDecideRequest: MessageFns<ShardDecideRequest> = {
             message.decision = TxnDecision.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.state = TxnState.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.error = ShardTxnError.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1652,53 +1795,67 @@ export const ShardDecideRequest: MessageFns<ShardDecideRequest> = {
     }
   },
 
-  fromJSON(object: any): ShardDecideRequest {
+  fromJSON(object: any): ShardTxnResult {
     return {
-      shard: isSet(object.shard) ? globalThis.Number(object.shard) : 0,
+      vote: isSet(object.vote) ? TxnVote.fromJSON(object.vote) : undefined,
       decision: isSet(object.decision) ? TxnDecision.fromJSON(object.decision) : undefined,
+      state: isSet(object.state) ? TxnState.fromJSON(object.state) : undefined,
+      error: isSet(object.error) ? ShardTxnError.fromJSON(object.error) : undefined,
     };
   },
 
-  toJSON(message: ShardDecideRequest): unknown {
+  toJSON(message: ShardTxnResult): unknown {
     const obj: any = {};
-    if (message.shard !== 0) {
-      obj.shard = Math.round(message.shard);
+    if (message.vote !== undefined) {
+      obj.vote = TxnVote.toJSON(message.vote);
     }
     if (message.decision !== undefined) {
       obj.decision = TxnDecision.toJSON(message.decision);
     }
+    if (message.state !== undefined) {
+      obj.state = TxnState.toJSON(message.state);
+    }
+    if (message.error !== undefined) {
+      obj.error = ShardTxnError.toJSON(message.error);
+    }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<ShardDecideRequest>, I>>(base?: I): ShardDecideRequest {
-    return ShardDecideRequest.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<ShardTxnResult>, I>>(base?: I): ShardTxnResult {
+    return ShardTxnResult.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<ShardDecideRequest>, I>>(object: I): ShardDecideRequest {
-    const message = createBaseShardDecideRequest();
-    message.shard = object.shard ?? 0;
+  fromPartial<I extends Exact<DeepPartial<ShardTxnResult>, I>>(object: I): ShardTxnResult {
+    const message = createBaseShardTxnResult();
+    message.vote = (object.vote !== undefined && object.vote !== null) ? TxnVote.fromPartial(object.vote) : undefined;
     message.decision = (object.decision !== undefined && object.decision !== null)
       ? TxnDecision.fromPartial(object.decision)
+      : undefined;
+    message.state = (object.state !== undefined && object.state !== null)
+      ? TxnState.fromPartial(object.state)
+      : undefined;
+    message.error = (object.error !== undefined && object.error !== null)
+      ? ShardTxnError.fromPartial(object.error)
       : undefined;
     return message;
   },
 };
 
-function createBaseShardFenceRequest(): ShardFenceRequest {
-  return { shard: 0, txId: Buffer.alloc(0) };
+function createBaseShardTxnError(): ShardTxnError {
+  return { code: 0, message: "" };
 }
 
-export const ShardFenceRequest: MessageFns<ShardFenceRequest> = {
-  encode(message: ShardFenceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.shard !== 0) {
-      writer.uint32(8).uint32(message.shard);
+export const ShardTxnError: MessageFns<ShardTxnError> = {
+  encode(message: ShardTxnError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).uint32(message.code);
     }
-    if (message.txId.length !== 0) {
-      writer.uint32(18).bytes(message.txId);
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ShardFenceRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardTxnError {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1707,7 +1864,7 @@ export const ShardFenceRequest: MessageFns<ShardFenceRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseShardFenceRequest();
+      const message = createBaseShardTxnError();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1716,7 +1873,7 @@ export const ShardFenceRequest: MessageFns<ShardFenceRequest> = {
               break;
             }
 
-            message.shard = reader.uint32();
+            message.code = reader.uint32();
             continue;
           }
           case 2: {
@@ -1724,7 +1881,7 @@ export const ShardFenceRequest: MessageFns<ShardFenceRequest> = {
               break;
             }
 
-            message.txId = Buffer.from(reader.bytes());
+            message.message = reader.string();
             continue;
           }
         }
@@ -1739,125 +1896,143 @@ export const ShardFenceRequest: MessageFns<ShardFenceRequest> = {
     }
   },
 
-  fromJSON(object: any): ShardFenceRequest {
+  fromJSON(object: any): ShardTxnError {
     return {
-      shard: isSet(object.shard) ? globalThis.Number(object.shard) : 0,
-      txId: isSet(object.txId)
-        ? Buffer.from(bytesFromBase64(object.txId))
-        : isSet(object.tx_id)
-        ? Buffer.from(bytesFromBase64(object.tx_id))
-        : Buffer.alloc(0),
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
     };
   },
 
-  toJSON(message: ShardFenceRequest): unknown {
+  toJSON(message: ShardTxnError): unknown {
     const obj: any = {};
-    if (message.shard !== 0) {
-      obj.shard = Math.round(message.shard);
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
     }
-    if (message.txId.length !== 0) {
-      obj.txId = base64FromBytes(message.txId);
+    if (message.message !== "") {
+      obj.message = message.message;
     }
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<ShardFenceRequest>, I>>(base?: I): ShardFenceRequest {
-    return ShardFenceRequest.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<ShardTxnError>, I>>(base?: I): ShardTxnError {
+    return ShardTxnError.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<ShardFenceRequest>, I>>(object: I): ShardFenceRequest {
-    const message = createBaseShardFenceRequest();
-    message.shard = object.shard ?? 0;
-    message.txId = object.txId ?? Buffer.alloc(0);
+  fromPartial<I extends Exact<DeepPartial<ShardTxnError>, I>>(object: I): ShardTxnError {
+    const message = createBaseShardTxnError();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseShardTxnResults(): ShardTxnResults {
+  return { results: [] };
+}
+
+export const ShardTxnResults: MessageFns<ShardTxnResults> = {
+  encode(message: ShardTxnResults, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      ShardTxnResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardTxnResults {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShardTxnResults();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(ShardTxnResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShardTxnResults {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => ShardTxnResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ShardTxnResults): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => ShardTxnResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShardTxnResults>, I>>(base?: I): ShardTxnResults {
+    return ShardTxnResults.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShardTxnResults>, I>>(object: I): ShardTxnResults {
+    const message = createBaseShardTxnResults();
+    message.results = object.results?.map((e) => ShardTxnResult.fromPartial(e)) || [];
     return message;
   },
 };
 
 /**
- * The internal service a node's shards use for cross-shard transactions: a request goes to
- * the shard's leader (or is forwarded there once).
+ * The internal service a node's shards use for cross-shard transactions: the prepares,
+ * decisions and fences a node forwards to another node (which leads their shards) in one turn
+ * of its event loop travel in one call, each answered on its own (or forwarded once more: no).
  */
 export type ShardTxnService = typeof ShardTxnService;
 export const ShardTxnService = {
-  prepare: {
-    path: "/quorum.kv.v1.ShardTxn/Prepare" as const,
+  batch: {
+    path: "/quorum.kv.v1.ShardTxn/Batch" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: ShardPrepareRequest): Buffer => Buffer.from(ShardPrepareRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ShardPrepareRequest => ShardPrepareRequest.decode(value),
-    responseSerialize: (value: TxnVote): Buffer => Buffer.from(TxnVote.encode(value).finish()),
-    responseDeserialize: (value: Buffer): TxnVote => TxnVote.decode(value),
-  },
-  decide: {
-    path: "/quorum.kv.v1.ShardTxn/Decide" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: ShardDecideRequest): Buffer => Buffer.from(ShardDecideRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ShardDecideRequest => ShardDecideRequest.decode(value),
-    responseSerialize: (value: TxnDecision): Buffer => Buffer.from(TxnDecision.encode(value).finish()),
-    responseDeserialize: (value: Buffer): TxnDecision => TxnDecision.decode(value),
-  },
-  fence: {
-    path: "/quorum.kv.v1.ShardTxn/Fence" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: ShardFenceRequest): Buffer => Buffer.from(ShardFenceRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ShardFenceRequest => ShardFenceRequest.decode(value),
-    responseSerialize: (value: TxnState): Buffer => Buffer.from(TxnState.encode(value).finish()),
-    responseDeserialize: (value: Buffer): TxnState => TxnState.decode(value),
+    requestSerialize: (value: ShardTxnBatch): Buffer => Buffer.from(ShardTxnBatch.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShardTxnBatch => ShardTxnBatch.decode(value),
+    responseSerialize: (value: ShardTxnResults): Buffer => Buffer.from(ShardTxnResults.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ShardTxnResults => ShardTxnResults.decode(value),
   },
 } as const;
 
 export interface ShardTxnServer extends UntypedServiceImplementation {
-  prepare: handleUnaryCall<ShardPrepareRequest, TxnVote>;
-  decide: handleUnaryCall<ShardDecideRequest, TxnDecision>;
-  fence: handleUnaryCall<ShardFenceRequest, TxnState>;
+  batch: handleUnaryCall<ShardTxnBatch, ShardTxnResults>;
 }
 
 export interface ShardTxnClient extends Client {
-  prepare(
-    request: ShardPrepareRequest,
-    callback: (error: ServiceError | null, response: TxnVote) => void,
+  batch(
+    request: ShardTxnBatch,
+    callback: (error: ServiceError | null, response: ShardTxnResults) => void,
   ): ClientUnaryCall;
-  prepare(
-    request: ShardPrepareRequest,
+  batch(
+    request: ShardTxnBatch,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: TxnVote) => void,
+    callback: (error: ServiceError | null, response: ShardTxnResults) => void,
   ): ClientUnaryCall;
-  prepare(
-    request: ShardPrepareRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: TxnVote) => void,
-  ): ClientUnaryCall;
-  decide(
-    request: ShardDecideRequest,
-    callback: (error: ServiceError | null, response: TxnDecision) => void,
-  ): ClientUnaryCall;
-  decide(
-    request: ShardDecideRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: TxnDecision) => void,
-  ): ClientUnaryCall;
-  decide(
-    request: ShardDecideRequest,
+  batch(
+    request: ShardTxnBatch,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: TxnDecision) => void,
-  ): ClientUnaryCall;
-  fence(
-    request: ShardFenceRequest,
-    callback: (error: ServiceError | null, response: TxnState) => void,
-  ): ClientUnaryCall;
-  fence(
-    request: ShardFenceRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: TxnState) => void,
-  ): ClientUnaryCall;
-  fence(
-    request: ShardFenceRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: TxnState) => void,
+    callback: (error: ServiceError | null, response: ShardTxnResults) => void,
   ): ClientUnaryCall;
 }
 
