@@ -100,6 +100,29 @@ describe("a shard's part of a cross-shard Txn", () => {
     expect(store.preparedTxns()).toHaveLength(1);
   });
 
+  it("answers a branch of plain puts (and an empty one) as a dry run would, without running it", () => {
+    put("a", "10");
+    const plain = part("t1", {
+      success: [
+        { requestPut: PutRequest.fromPartial({ key: b("a"), value: b("5") }) },
+        { requestPut: PutRequest.fromPartial({ key: b("b"), value: b("6") }) },
+      ],
+    });
+    const vote = prepare(plain);
+    decide({ txId: b("t1"), commit: false });
+    // The same branch with prev_kv is dry-run; its responses differ only by what prev_kv adds.
+    const withPrev = prepare(
+      part("t2", {
+        success: plain.txn!.success.map((op) => ({ requestPut: { ...op.requestPut!, prevKv: true } })),
+      }),
+    );
+    const strip = (r: typeof vote.success) =>
+      r?.responses.map((op) => ({ ...op.responsePut, header: undefined, prevKv: undefined }));
+    expect(strip(vote.success)).toEqual(strip(withPrev.success));
+    expect(withPrev.success?.responses[0]?.responsePut?.prevKv?.value.toString()).toBe("10");
+    expect(vote.failure).toEqual({ responses: [], errorCode: 0, errorMessage: "" });
+  });
+
   it("blocks other writers and conflicting prepares until decided; a commit writes at the given revision", () => {
     put("a", "10");
     prepare(transfer("t1"));

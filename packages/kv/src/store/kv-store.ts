@@ -827,8 +827,8 @@ export class KvStore implements StateMachine<ApplyResult> {
     const vote: TxnVote = {
       outcome: TxnVote_Outcome.PREPARED,
       compares,
-      success: this.dryRun(txn, true),
-      failure: this.dryRun(txn, false),
+      success: this.branchResult(txn, true),
+      failure: this.branchResult(txn, false),
       provisionalRevision: BigInt(this.rev + 1),
       holderTxId: Buffer.alloc(0),
       holderStartTs: 0n,
@@ -841,6 +841,29 @@ export class KvStore implements StateMachine<ApplyResult> {
     this.intents.add(this.intentOf(txId, prepared));
     this.intentsChanged = true;
     return { type: "txnVote", vote };
+  }
+
+  /**
+   * A branch's responses (or its error) as they will be when it commits. A branch of plain
+   * puts (no lease, no prev_kv, no ignore_*) can neither fail nor say anything but "done",
+   * and most transfers are just that, so it is not run; any other branch is dry-run.
+   */
+  private branchResult(txn: TxnRequest, succeeded: boolean): BranchResult {
+    const ops = succeeded ? txn.success : txn.failure;
+    const plain = ops.every(
+      (op) =>
+        op.requestPut !== undefined &&
+        op.requestPut.lease === 0n &&
+        !op.requestPut.prevKv &&
+        !op.requestPut.ignoreValue &&
+        !op.requestPut.ignoreLease,
+    );
+    if (!plain) return this.dryRun(txn, succeeded);
+    return {
+      responses: ops.map(() => ({ responsePut: { header: undefined, prevKv: undefined } })),
+      errorCode: 0,
+      errorMessage: "",
+    };
   }
 
   /** One branch of a part run inside a savepoint that is then rolled back: its responses or its error. */
