@@ -78,6 +78,31 @@ describe("SqliteLogStore under a running cluster", () => {
     again.close();
   });
 
+  it("with a writer thread, posts a commit-only save with the next write, or at close", async () => {
+    const path = join(dir, "coalesce.db");
+    const members = [{ id: "a", address: "", learner: false }];
+    const s = new SqliteLogStore({ path, initialMembers: members, writerThread: true });
+    const entry = (index: number) => ({
+      index,
+      term: 1,
+      type: "normal" as const,
+      data: Buffer.from(`e${index}`),
+    });
+    await s.save({ hardState: { term: 1, vote: "a", commit: 0 }, entries: [entry(1)] });
+    expect(s.save({ hardState: { term: 1, vote: "a", commit: 1 } })).toBeUndefined(); // nothing to wait for
+    expect(s.hardState().commit).toBe(1);
+    await s.save({ entries: [entry(2)] }); // carries the commit index along
+    const reader = new SqliteLogStore({ path, writerThread: false });
+    expect([reader.hardState().commit, reader.lastIndex()]).toEqual([1, 2]);
+    reader.close();
+    expect(s.save({ hardState: { term: 1, vote: "a", commit: 2 } })).toBeUndefined();
+    s.close(); // writes it
+    const again = new SqliteLogStore({ path });
+    expect(again.hardState()).toEqual({ term: 1, vote: "a", commit: 2 });
+    expect(again.entries(1, 3).map((e) => Buffer.from(e.data).toString())).toEqual(["e1", "e2"]);
+    again.close();
+  });
+
   it("opens with WAL and synchronous=FULL", () => {
     const s = new SqliteLogStore({ path: join(dir, "pragma.db") });
     expect(s.db.pragma("journal_mode", { simple: true })).toBe("wal");

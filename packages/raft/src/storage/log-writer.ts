@@ -33,7 +33,8 @@ const save = db.transaction((u) => {
   }
   if (u.entries.length > 0) {
     stmt.deleteFrom.run(u.entries[0][0]);
-    for (const [idx, term, type, data] of u.entries) stmt.insert.run(idx, term, type, data);
+    for (const [idx, term, type, offset, length] of u.entries)
+      stmt.insert.run(idx, term, type, Buffer.from(u.data.buffer, u.data.byteOffset + offset, length));
   }
   if (u.hardState) stmt.putMeta.run("hardState", u.hardState);
 });
@@ -67,11 +68,18 @@ parentPort.on("message", (m) => {
 });
 `;
 
-/** One save as posted to the worker: JSON metadata and [idx, term, type, data] rows. */
+/**
+ * One save as posted to the worker: JSON metadata, and [idx, term, type, offset, length]
+ * rows whose data lie at `offset` in `data`. The entries' data are packed into one buffer,
+ * which is transferred, not copied: posting an entry's own bytes would clone the whole
+ * buffer each is a view of (a gRPC message, Node's 8 KiB pool), which cost more than the
+ * write itself.
+ */
 export interface WriterUpdate {
   readonly snapshot?: string | undefined;
   readonly hardState?: string | undefined;
-  readonly entries: readonly (readonly [number, number, number, Uint8Array])[];
+  readonly entries: readonly (readonly [number, number, number, number, number])[];
+  readonly data: Uint8Array;
 }
 
 type Request =
@@ -110,14 +118,18 @@ export class LogWriter {
     this.worker.unref();
   }
 
-  /** Resolves once the request's transaction is committed (and, for a save that must, synced). */
+  /**
+   * Resolves once the request's transaction is committed (and, for a save that must, synced).
+   * A save's `data` buffer is transferred to the worker: the caller must not use it again.
+   */
   post(request: Request): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     const seq = ++this.seq;
     return new Promise<void>((resolve, reject) => {
       if (this.waiting.size === 0) this.worker.ref(); // a write in flight keeps the process up
       this.waiting.set(seq, { resolve, reject });
-      this.worker.postMessage({ ...request, seq });
+      const transfer = request.op === "save" ? [request.update.data.buffer as ArrayBuffer] : [];
+      this.worker.postMessage({ ...request, seq }, transfer);
     });
   }
 

@@ -47,6 +47,8 @@ export interface SqliteLogStoreOptions {
 export class SqliteLogStore implements LogStore {
   readonly db: Database.Database;
   private readonly writer: LogWriter | undefined;
+  /** With a writer thread: the newest commit-index-only hard state, not yet posted to it. */
+  private unwritten: HardState | undefined;
   private hs: HardState = EMPTY_HARD_STATE;
   private snap: SnapshotMeta = EMPTY_SNAPSHOT;
   private last = 0;
@@ -235,22 +237,32 @@ export class SqliteLogStore implements LogStore {
    */
   private saveOnWriter(update: LogUpdate, mustSync: boolean): Promise<void> | undefined {
     this.applyToView(update, true);
+    if (!mustSync) {
+      // A commit-index-only update need not be durable before anything (see `save`): it goes
+      // to the writer with the next save that must (or at close), saving a message per commit.
+      this.unwritten = update.hardState;
+      return undefined;
+    }
+    const hardState = update.hardState ?? this.unwritten;
+    this.unwritten = undefined;
     const entries = update.entries ?? [];
+    const data = new Uint8Array(entries.reduce((n, e) => n + e.data.byteLength, 0));
+    let offset = 0;
+    const rows = entries.map((e) => {
+      data.set(e.data, offset);
+      offset += e.data.byteLength;
+      return [e.index, e.term, TYPE_CODES[e.type], offset - e.data.byteLength, e.data.byteLength] as const;
+    });
     const done = this.writer!.post({
       op: "save",
       mustSync,
       update: {
         snapshot: update.snapshot ? JSON.stringify(update.snapshot) : undefined,
-        hardState: update.hardState ? JSON.stringify(update.hardState) : undefined,
-        entries: entries.map((e) => [e.index, e.term, TYPE_CODES[e.type], e.data] as const),
+        hardState: hardState ? JSON.stringify(hardState) : undefined,
+        entries: rows,
+        data,
       },
     });
-    // A commit-index-only update need not be durable before anything (see `save`); its
-    // failure still surfaces on the next save, which fails with the writer's first error.
-    if (!mustSync) {
-      done.catch(() => {});
-      return undefined;
-    }
     return done;
   }
 
@@ -328,6 +340,16 @@ export class SqliteLogStore implements LogStore {
 
   /** Waits for the writer thread to finish what it was given (see `LogWriter.close`). */
   close(): void {
+    if (this.writer && this.unwritten) {
+      this.writer
+        .post({
+          op: "save",
+          mustSync: false,
+          update: { hardState: JSON.stringify(this.unwritten), entries: [], data: new Uint8Array(0) },
+        })
+        .catch(() => {});
+      this.unwritten = undefined;
+    }
     this.writer?.close();
     if (this.db.open) this.db.close();
   }
