@@ -59,6 +59,33 @@ type Attempt =
     }
   | { readonly kind: "error"; readonly error: unknown };
 
+/** The prepares' answers: PREPARED votes by shard, and why the others did not come back PREPARED. */
+function tally(
+  settled: readonly PromiseSettledResult<TxnVote>[],
+  shards: readonly number[],
+  txId: Buffer,
+  startTs: bigint,
+): { votes: Map<number, TxnVote>; refused: string | undefined; failure: unknown; older: boolean } {
+  const votes = new Map<number, TxnVote>();
+  let refused: string | undefined;
+  let failure: unknown;
+  // Wait-die's priority, without waiting while holding locks: a transaction older than every
+  // holder it met keeps trying until the deadline; a younger one gives up after maxAttempts.
+  let older = true;
+  settled.forEach((s, i) => {
+    const shard = shards[i]!;
+    if (s.status === "rejected") failure ??= s.reason;
+    else if (s.value.outcome === TxnVote_Outcome.PREPARED) votes.set(shard, s.value);
+    else if (s.value.outcome === TxnVote_Outcome.CONFLICT) {
+      refused ??= `a lock in shard ${shard}`;
+      const holder = s.value.holderStartTs;
+      if (!(startTs < holder || (startTs === holder && Buffer.compare(txId, s.value.holderTxId) < 0)))
+        older = false;
+    } else refused ??= `shard ${shard} aborted it`;
+  });
+  return { votes, refused, failure, older };
+}
+
 /** Errors that say "not now" (no leader, leader changed, timeout): the attempt is retried. */
 function transient(err: unknown): boolean {
   // DEADLINE_EXCEEDED: a call forwarded to a shard's leader that did not answer in time.
@@ -208,23 +235,9 @@ export class ShardTxnEngine implements CrossShardTxn {
     const settled = await Promise.allSettled(
       parts.map((part, i) => this.access.prepare(plan.shards[i]!, part)),
     );
-    let votes = new Map<number, TxnVote>();
-    let refused: string | undefined;
-    let failure: unknown;
-    // Wait-die's priority, without waiting while holding locks: a transaction older than every
-    // holder it met keeps trying until the deadline; a younger one gives up after maxAttempts.
-    let older = true;
-    settled.forEach((s, i) => {
-      const shard = plan.shards[i]!;
-      if (s.status === "rejected") failure ??= s.reason;
-      else if (s.value.outcome === TxnVote_Outcome.PREPARED) votes.set(shard, s.value);
-      else if (s.value.outcome === TxnVote_Outcome.CONFLICT) {
-        refused ??= `a lock in shard ${shard}`;
-        const holder = s.value.holderStartTs;
-        if (!(startTs < holder || (startTs === holder && Buffer.compare(txId, s.value.holderTxId) < 0)))
-          older = false;
-      } else refused ??= `shard ${shard} aborted it`;
-    });
+    const prepared = tally(settled, plan.shards, txId, startTs);
+    const { refused, failure, older } = prepared;
+    let votes = prepared.votes;
     let v: Verdict;
     if (votes.size === plan.shards.length) {
       // Every part is prepared: the transaction is decided (parallel commits), and recovery
