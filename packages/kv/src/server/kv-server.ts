@@ -744,16 +744,22 @@ export class KvService {
     op: Omit<ShardTxnOp, "shard">,
     answer: (r: ShardTxnResult) => T,
   ): Promise<T> {
+    const send = async (leaderId: string | undefined): Promise<T> => {
+      if (!leaderId || leaderId === this.log.nodeId) throw etcdErrors.noLeader();
+      if (forwarded) throw etcdErrors.leaderChanged();
+      const address = this.options.leaderClientAddress?.(leaderId);
+      if (!address) throw etcdErrors.noLeader();
+      return answer(await this.txnForwarder.call(address, { shard: this.options.shardIndex ?? 0, ...op }));
+    };
+    // A follower that knows the leader sends at once (a local attempt would cost a turn of
+    // the event loop to learn what the status already says).
+    const status = this.log.status();
+    if (status.role !== "leader" && status.leaderId !== undefined) return send(status.leaderId);
     try {
       return await local();
     } catch (err) {
       if (!isConsensusError(err, "NOT_LEADER")) throw this.toEtcdError(err);
-      const leader = err.leader;
-      if (!leader || leader.id === this.log.nodeId) throw etcdErrors.noLeader();
-      if (forwarded) throw etcdErrors.leaderChanged();
-      const address = this.options.leaderClientAddress?.(leader.id);
-      if (!address) throw etcdErrors.noLeader();
-      return answer(await this.txnForwarder.call(address, { shard: this.options.shardIndex ?? 0, ...op }));
+      return send(err.leader?.id);
     }
   }
 
