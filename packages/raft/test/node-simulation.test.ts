@@ -25,6 +25,9 @@ const REGRESSIONS = [
   // Hung: the scenario awaited its clients after a fixed 300 ms while one still waited on a
   // 400 ms fallback timer that only the running simulation fires (found in a long run).
   2938246818,
+  // "no read succeeded": no read during the faults found a stable leader, and the 5 proposals
+  // after healing committed before any client read (the scenario now waits for a read then).
+  3000047880,
 ];
 
 describe("RaftNode cluster under simulation", () => {
