@@ -24,15 +24,20 @@ export function run(
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, {
       env: { ...process.env, ...options.env },
-      stdio: ["pipe", "pipe", "pipe"],
+      // No input: no pipe, which a command that exits at once would close under our write (EPIPE).
+      stdio: [options.stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],
     });
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(options.stdin ?? "");
+    if (options.stdin !== undefined) {
+      // A command may exit without reading all of its input; its exit code says what happened.
+      child.stdin!.on("error", () => {});
+      child.stdin!.end(options.stdin);
+    }
   });
 }
 
