@@ -33,8 +33,13 @@ export interface KillWorkloadOptions {
   readonly callTimeoutMs?: number;
   /** Keys outside `keys` that `nudge` writes (one per shard, so every shard applies a normal entry). */
   readonly nudgeKeys: readonly string[];
-  /** The nemesis' victim and how to describe it (e.g. "n2 (leader of shard 1)"). */
-  readonly pickVictim: (c: ProcessCluster) => Promise<{ victim: string; label: string }>;
+  /** The nemesis' `n`th victim (from 0) and how to describe it (e.g. "n2 (leader of shard 1)"). */
+  readonly pickVictim: (c: ProcessCluster, n: number) => Promise<{ victim: string; label: string }>;
+  /**
+   * Kills the test counts on: the workload runs past `workloadMs` (up to twice as long) until
+   * there were this many, since on a loaded machine restarts take longer and fewer fit.
+   */
+  readonly minKills?: number;
   /** Pause between kills (ms, inclusive range); default [2000, 3500]. */
   readonly killEveryMs?: readonly [number, number];
   readonly tag?: string;
@@ -209,7 +214,7 @@ export async function runKillWorkload(
     while (!stop) {
       await sleep(rand(lo, hi));
       if (stop) break;
-      const { victim, label } = await o.pickVictim(c);
+      const { victim, label } = await o.pickVictim(c, kills.length);
       kills.push(label);
       debug(`kill ${label}; ${history.size()} ops so far`);
       await c.kill(victim);
@@ -221,6 +226,8 @@ export async function runKillWorkload(
 
   const running = [...Array.from({ length: o.clients ?? 8 }, (_, i) => client(`c${i + 1}`)), nemesis()];
   await sleep(o.workloadMs);
+  const overtime = Date.now() + o.workloadMs;
+  while (kills.length < (o.minKills ?? 0) && Date.now() < overtime) await sleep(100);
   stop = true;
   await Promise.all(running);
   debug("workload stopped");
