@@ -110,6 +110,51 @@ describe("ProposalBatcher", () => {
   });
 });
 
+describe("ProposalBatcher with merge", () => {
+  const merge = {
+    encode: (commands: readonly Uint8Array[]) =>
+      Buffer.from(commands.map((c) => Buffer.from(c).toString()).join("|")),
+    split: (result: string, count: number) => {
+      const parts = result.replace(/^applied /, "").split("|");
+      if (parts.length !== count) throw new Error(`${count} commands, ${parts.length} results`);
+      return parts.map((p) => `applied ${p}`);
+    },
+    maxBytes: 5,
+  };
+
+  it("carries one turn's requests in entries of at most maxBytes (one request alone may exceed it)", async () => {
+    const { log, turns } = fakeLog();
+    // biome-ignore lint/suspicious/noExplicitAny: only propose is used
+    const batcher = new ProposalBatcher<string>(log as any, { merge });
+    const results = await Promise.all(
+      ["a", "b", "c", "dddddd", "e"].map((c) => batcher.submit(Buffer.from(c))),
+    );
+    expect(turns).toEqual([["a|b|c", "dddddd", "e"]]); // 5 bytes: a, b, c (1 byte each) fit; "dddddd" alone
+    expect(results).toEqual(["applied a", "applied b", "applied c", "applied dddddd", "applied e"]);
+  });
+
+  it("fails every request of an entry that fails, and of one whose result does not split", async () => {
+    const { log } = fakeLog();
+    // biome-ignore lint/suspicious/noExplicitAny: only propose is used
+    const batcher = new ProposalBatcher<string>(log as any, { merge: { ...merge, maxBytes: 100 } });
+    const failed = await Promise.allSettled(["fail", "x"].map((c) => batcher.submit(Buffer.from(c))));
+    expect(failed.map((o) => (o.status === "rejected" ? String(o.reason.code) : o.value))).toEqual([
+      "TIMEOUT",
+      "TIMEOUT",
+    ]);
+    const wrong = new ProposalBatcher<string>(
+      // biome-ignore lint/suspicious/noExplicitAny: only propose is used
+      log as any,
+      { merge: { ...merge, maxBytes: 100, split: () => [] as string[] } },
+    );
+    const outcomes = await Promise.allSettled(["y", "z"].map((c) => wrong.submit(Buffer.from(c))));
+    expect(outcomes.map((o) => (o.status === "rejected" ? String(o.reason.message) : o.value))).toEqual([
+      "a batch of 2 commands got 0 results",
+      "a batch of 2 commands got 0 results",
+    ]);
+  });
+});
+
 describe("ReadBarrier", () => {
   it("shares one read among the reads of one turn, and starts a new one for later reads", async () => {
     let reads = 0;

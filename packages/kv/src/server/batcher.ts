@@ -25,6 +25,16 @@ export class ProposalBatcher<R> {
        * it in one transaction), so one `proposeBatch` per batch settles every entry right.
        */
       readonly atomicProposeBatch?: boolean;
+      /**
+       * Carries a batch in one log entry: `encode` makes the entry of several commands,
+       * `split` gives each command its result from the entry's (or throws if it has none).
+       */
+      readonly merge?: {
+        readonly encode: (commands: readonly Uint8Array[]) => Uint8Array;
+        readonly split: (result: R, count: number) => readonly R[];
+        /** A batch entry's size limit: larger batches are split. */
+        readonly maxBytes: number;
+      };
     } = {},
   ) {}
 
@@ -41,11 +51,49 @@ export class ProposalBatcher<R> {
   private flush(): void {
     this.scheduled = false;
     const max = this.options.maxBatch ?? 1024;
+    const maxBytes = this.options.merge?.maxBytes ?? Number.POSITIVE_INFINITY;
     while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, max);
+      let n = 0;
+      let bytes = 0;
+      while (
+        n < this.queue.length &&
+        n < max &&
+        (n === 0 || bytes + this.queue[n]!.command.length <= maxBytes)
+      )
+        bytes += this.queue[n++]!.command.length;
+      const batch = this.queue.splice(0, n);
       this.options.onBatch?.(batch.length);
-      this.propose(batch);
+      if (this.options.merge && batch.length > 1) this.proposeMerged(batch, this.options.merge);
+      else this.propose(batch);
     }
+  }
+
+  /** One entry for the whole batch: it commits or fails as one, and each request gets its own result. */
+  private proposeMerged(batch: Pending<R>[], merge: NonNullable<typeof this.options.merge>): void {
+    const options: ProposeOptions =
+      this.options.timeoutMs !== undefined ? { timeoutMs: this.options.timeoutMs } : {};
+    let proposed: Promise<{ readonly result: R }>;
+    try {
+      proposed = this.log.propose(merge.encode(batch.map((p) => p.command)), options);
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    proposed
+      .then((r) => {
+        const results = merge.split(r.result, batch.length);
+        if (results.length !== batch.length)
+          throw new Error(`a batch of ${batch.length} commands got ${results.length} results`);
+        return results;
+      })
+      .then(
+        (results) => {
+          for (const [i, p] of batch.entries()) p.resolve(results[i]!);
+        },
+        (err: unknown) => {
+          for (const p of batch) p.reject(err);
+        },
+      );
   }
 
   /**

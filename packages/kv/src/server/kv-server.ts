@@ -370,7 +370,23 @@ export class KvService {
     this.batcher = new ProposalBatcher(this.log, {
       timeoutMs: this.requestTimeoutMs,
       onBatch: (n) => batchSize.observe(n),
-      ...(options.atomicProposeBatch ? { atomicProposeBatch: true } : {}),
+      ...(options.atomicProposeBatch
+        ? { atomicProposeBatch: true }
+        : {
+            merge: {
+              encode: encodeCommand.batch,
+              split: (result: ApplyResult, count: number) => {
+                if (result.type === "batch" && result.results.length === count) return result.results;
+                if (result.type === "error") throw result.error;
+                throw new EtcdError(
+                  status.INTERNAL,
+                  `quorum: a batch of ${count} commands applied as ${result.type}`,
+                );
+              },
+              // Well below the peers' message limit, with room for one request of the largest size.
+              maxBytes: 512 * 1024,
+            },
+          }),
     });
     this.barrier = new ReadBarrier(this.log, { timeoutMs: this.requestTimeoutMs });
     this.clock = options.clock ?? systemClock;

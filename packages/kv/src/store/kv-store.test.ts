@@ -412,6 +412,48 @@ describe("durability and snapshots", () => {
     expect(replay[3]!.events[0]!.prevKv!.value).toEqual(b("2"));
   });
 
+  it("applies a batch entry's commands in order, one revision and one result each (an error stays its own)", () => {
+    const seen: RevisionChanges[] = [];
+    const off = store.onChanges((changes) => seen.push(...changes));
+    doPut("d", "0"); // 2
+    const before = store.revision();
+    const [result] = store.apply([
+      {
+        index: ++index,
+        command: encodeCommand.batch([
+          encodeCommand.put(put("a", "1")),
+          encodeCommand.put(put("zz", "1", { lease: 99n })), // no such lease: its own error
+          encodeCommand.deleteRange(
+            DeleteRangeRequest.fromPartial({ key: b("a"), rangeEnd: b("e"), prevKv: true }),
+          ),
+        ]),
+      },
+    ]);
+    off();
+    const results = ok(result!, "batch").results;
+    expect(results.map((r) => r.type)).toEqual(["put", "error", "deleteRange"]);
+    expect(errorOf(results[1]!)).toBe("etcdserver: requested lease not found");
+    expect(
+      results.map((r) =>
+        r.type === "put" || r.type === "deleteRange" ? r.response.header?.revision : undefined,
+      ),
+    ).toEqual([BigInt(before + 1), undefined, BigInt(before + 2)]);
+    expect(seen.map((c) => [c.revision, c.events.map((e) => e.kv!.key.toString())])).toEqual([
+      [2, ["d"]],
+      [3, ["a"]],
+      [4, ["a", "d"]],
+    ]);
+    // A batch inside a batch is not something this store proposes: refused, not applied.
+    const [nested] = store.apply([
+      {
+        index: ++index,
+        command: encodeCommand.batch([encodeCommand.batch([encodeCommand.put(put("n", "1"))])]),
+      },
+    ]);
+    expect(errorOf(ok(nested!, "batch").results[0]!)).toContain("a batch inside a batch");
+    expect(store.range(range("n")).kvs).toEqual([]);
+  });
+
   it("round-trips a snapshot into another store, which then continues identically", async () => {
     for (let i = 0; i < 50; i++) doPut(`k${i % 7}`, `v${i}`.repeat(100));
     ok(applyOne(encodeCommand.compaction({ revision: 20n, physical: false })), "compaction");

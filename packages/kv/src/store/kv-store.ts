@@ -76,6 +76,8 @@ export type ApplyResult =
    * applied: the proposer waits for that transaction to finish (`whenUnlocked`) and retries.
    */
   | { readonly type: "locked"; readonly holder: Buffer }
+  /** A batch entry (`Command.batch`): each command's own result, in order. */
+  | { readonly type: "batch"; readonly results: readonly ApplyResult[] }
   | { readonly type: "error"; readonly error: EtcdError };
 
 /**
@@ -320,8 +322,7 @@ export class KvStore implements StateMachine<ApplyResult> {
     if (entries.length === 0) return [];
     const before = { rev: this.rev, compactRev: this.compactRev };
     const results: ApplyResult[] = [];
-    const changes: RevisionChanges[] = [];
-    const collect = this.listeners.size > 0;
+    const changes: RevisionChanges[] | undefined = this.listeners.size > 0 ? [] : undefined;
     let last = this.applied;
     try {
       this.db.transaction(() => {
@@ -330,14 +331,7 @@ export class KvStore implements StateMachine<ApplyResult> {
             throw new Error(`kv store: entry ${entry.index} is at or below applied index ${last}`);
           }
           last = entry.index;
-          const events: Event[] | undefined = collect ? [] : undefined;
-          const previous = this.rev;
-          this.pastWrite = undefined;
-          const result = this.applyCommand(entry, events);
-          results.push(result);
-          if (events && (events.length > 0 || this.rev !== previous)) {
-            changes.push({ revision: this.pastWrite ?? this.rev, events, previous });
-          }
+          results.push(this.applyTracked(entry, changes));
         }
         this.stmt("UPDATE meta SET applied_index = ?, revision = ?, compact_revision = ? WHERE id = 0").run(
           last,
@@ -352,7 +346,7 @@ export class KvStore implements StateMachine<ApplyResult> {
       throw err;
     }
     this.applied = last;
-    if (collect) this.emit(changes);
+    if (changes) this.emit(changes);
     if (this.intentsChanged) {
       this.intentsChanged = false;
       for (const listener of [...this.intentListeners]) listener();
@@ -411,13 +405,46 @@ export class KvStore implements StateMachine<ApplyResult> {
     for (const listener of this.listeners) listener(out);
   }
 
-  private applyCommand(entry: LogEntry, events: Event[] | undefined): ApplyResult {
+  /**
+   * Applies one command and records its changes for watchers (each command has one
+   * revision; a batch entry's commands are recorded one by one).
+   */
+  private applyTracked(
+    entry: LogEntry,
+    changes: RevisionChanges[] | undefined,
+    inBatch = false,
+  ): ApplyResult {
+    const events: Event[] | undefined = changes ? [] : undefined;
+    const previous = this.rev;
+    this.pastWrite = undefined;
+    const result = this.applyCommand(entry, events, changes, inBatch);
+    if (changes && events && result.type !== "batch" && (events.length > 0 || this.rev !== previous)) {
+      changes.push({ revision: this.pastWrite ?? this.rev, events, previous });
+    }
+    return result;
+  }
+
+  private applyCommand(
+    entry: LogEntry,
+    events: Event[] | undefined,
+    changes: RevisionChanges[] | undefined,
+    inBatch: boolean,
+  ): ApplyResult {
     let command: Command;
     try {
       command = Command.decode(entry.command);
     } catch (err) {
       this.logger.error({ index: entry.index, err: String(err) }, "undecodable kv command");
       return { type: "error", error: etcdErrors.corruptCommand(String(err)) };
+    }
+    if (command.batch.length > 0) {
+      if (inBatch) return { type: "error", error: etcdErrors.corruptCommand("a batch inside a batch") };
+      return {
+        type: "batch",
+        results: command.batch.map((c) =>
+          this.applyTracked({ index: entry.index, command: c }, changes, true),
+        ),
+      };
     }
     // Sharding: raise the revision to the proposer's floor first, so this entry's writes
     // come after every revision the proposer had seen (see README, "Revisions across shards").

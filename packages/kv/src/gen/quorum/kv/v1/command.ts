@@ -66,6 +66,12 @@ export interface Command {
    * command with a floor and no op only raises the revision (a shard's progress "bump").
    */
   floor: bigint;
+  /**
+   * Commands proposed in one turn of the proposer's event loop, carried by one log entry
+   * (each an encoded Command without a batch of its own): applied in order, one result each.
+   * One entry costs the log, the followers and the apply loop once instead of once per command.
+   */
+  batch: Buffer[];
 }
 
 /**
@@ -303,6 +309,7 @@ function createBaseCommand(): Command {
     txnDecide: undefined,
     txnFence: undefined,
     floor: 0n,
+    batch: [],
   };
 }
 
@@ -343,6 +350,9 @@ export const Command: MessageFns<Command> = {
         throw new globalThis.Error("value provided for field message.floor of type uint64 too large");
       }
       writer.uint32(128).uint64(message.floor);
+    }
+    for (const v of message.batch) {
+      writer.uint32(138).bytes(v!);
     }
     return writer;
   },
@@ -448,6 +458,14 @@ export const Command: MessageFns<Command> = {
             message.floor = reader.uint64() as bigint;
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.batch.push(Buffer.from(reader.bytes()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -501,6 +519,9 @@ export const Command: MessageFns<Command> = {
         ? TxnFence.fromJSON(object.txn_fence)
         : undefined,
       floor: isSet(object.floor) ? BigInt(object.floor) : 0n,
+      batch: globalThis.Array.isArray(object?.batch)
+        ? object.batch.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
     };
   },
 
@@ -539,6 +560,9 @@ export const Command: MessageFns<Command> = {
     if (message.floor !== 0n) {
       obj.floor = message.floor.toString();
     }
+    if (message.batch?.length) {
+      obj.batch = message.batch.map((e) => base64FromBytes(e));
+    }
     return obj;
   },
 
@@ -574,6 +598,7 @@ export const Command: MessageFns<Command> = {
       ? TxnFence.fromPartial(object.txnFence)
       : undefined;
     message.floor = (object.floor !== undefined && object.floor !== null) ? BigInt(object.floor) : 0n;
+    message.batch = object.batch?.map((e) => e) || [];
     return message;
   },
 };
