@@ -29,15 +29,24 @@ export class ShardTxnForwarder {
     if (!queue) {
       queue = [];
       this.queues.set(address, queue);
-      setImmediate(() => this.send(address));
+      setImmediate(() => this.flush(address));
     }
     const q = queue;
     return new Promise((resolve, reject) => q.push({ op, resolve, reject }));
   }
 
-  private send(address: string): void {
+  private flush(address: string): void {
     const batch = this.queues.get(address) ?? [];
     this.queues.delete(address);
+    try {
+      this.sendBatch(address, batch);
+    } catch (err) {
+      // A closed client (the node is stopping) throws at once: fail the ops, not the process.
+      for (const p of batch) p.reject(err);
+    }
+  }
+
+  private sendBatch(address: string, batch: readonly Pending[]): void {
     this.client(address).batch(
       { ops: batch.map((p) => p.op) },
       this.metadata(),
