@@ -751,70 +751,58 @@ export class KvService {
   // ---- cross-shard transactions: this shard's side, on its leader -----------------------
 
   /**
-   * Runs `local` on this node if it leads the shard; otherwise sends `op` to the leader's node
-   * (once: a forwarded op is not forwarded again), batched with others bound there.
+   * Proposes a cross-shard command through this shard's log if this node leads it; otherwise
+   * sends `op` to the leader's node (once: a forwarded op is not forwarded again), batched
+   * with others bound there. Either way the answer is the op's result.
    */
-  private async onLeader<T>(
+  private async onLeader(
     forwarded: boolean,
-    local: () => Promise<T>,
+    command: Uint8Array,
     op: Omit<ShardTxnOp, "shard">,
-    answer: (r: ShardTxnResult) => T,
-  ): Promise<T> {
-    const send = async (leaderId: string | undefined): Promise<T> => {
+  ): Promise<ShardTxnResult> {
+    const send = (leaderId: string | undefined): Promise<ShardTxnResult> => {
       if (!leaderId || leaderId === this.log.nodeId) throw etcdErrors.noLeader();
       if (forwarded) throw etcdErrors.leaderChanged();
       const address = this.options.leaderClientAddress?.(leaderId);
       if (!address) throw etcdErrors.noLeader();
-      return answer(await this.txnForwarder.call(address, { shard: this.options.shardIndex ?? 0, ...op }));
+      return this.txnForwarder.call(address, { shard: this.options.shardIndex ?? 0, ...op });
     };
     // A follower that knows the leader sends at once (a local attempt would cost a turn of
     // the event loop to learn what the status already says).
-    const status = this.log.status();
-    if (status.role !== "leader" && status.leaderId !== undefined) return send(status.leaderId);
+    const log = this.log.status();
+    if (log.role !== "leader" && log.leaderId !== undefined) return send(log.leaderId);
+    let r: ApplyResult;
     try {
-      return await local();
+      r = await this.propose(command);
     } catch (err) {
       if (!isConsensusError(err, "NOT_LEADER")) throw this.toEtcdError(err);
       return send(err.leader?.id);
     }
+    if (r.type === "txnVote") return { vote: r.vote };
+    if (r.type === "txnDecided") return { decision: r.decision };
+    if (r.type === "txnState") return { state: r.state };
+    throw new EtcdError(status.INTERNAL, `quorum: a cross-shard command applied as ${r.type}`);
   }
 
   /** Proposes this shard's part of a cross-shard Txn through its log and returns the vote. */
-  prepareTxnPart(part: TxnPart, forwarded = false): Promise<TxnVote> {
-    return this.onLeader(
-      forwarded,
-      async () => {
-        const r = await this.propose(encodeCommand.txnPrepare(part));
-        return (r as Extract<ApplyResult, { type: "txnVote" }>).vote;
-      },
-      { prepare: part },
-      (r) => resultOf(r, "vote"),
+  async prepareTxnPart(part: TxnPart, forwarded = false): Promise<TxnVote> {
+    return resultOf(
+      await this.onLeader(forwarded, encodeCommand.txnPrepare(part), { prepare: part }),
+      "vote",
     );
   }
 
   /** Proposes a cross-shard Txn's decision through this shard's log; returns the decision recorded here. */
-  decideTxn(decision: TxnDecision, forwarded = false): Promise<TxnDecision> {
-    return this.onLeader(
-      forwarded,
-      async () => {
-        const r = await this.propose(encodeCommand.txnDecide(decision));
-        return (r as Extract<ApplyResult, { type: "txnDecided" }>).decision;
-      },
-      { decide: decision },
-      (r) => resultOf(r, "decision"),
-    );
+  async decideTxn(decision: TxnDecision, forwarded = false): Promise<TxnDecision> {
+    const op = { decide: decision };
+    return resultOf(await this.onLeader(forwarded, encodeCommand.txnDecide(decision), op), "decision");
   }
 
   /** Recovery's fence through this shard's log: the transaction's part or decision here (an abort if neither). */
-  fenceTxn(txId: Buffer, forwarded = false): Promise<TxnState> {
-    return this.onLeader(
-      forwarded,
-      async () => {
-        const r = await this.propose(encodeCommand.txnFence({ txId }));
-        return (r as Extract<ApplyResult, { type: "txnState" }>).state;
-      },
-      { fence: txId },
-      (r) => resultOf(r, "state"),
+  async fenceTxn(txId: Buffer, forwarded = false): Promise<TxnState> {
+    return resultOf(
+      await this.onLeader(forwarded, encodeCommand.txnFence({ txId }), { fence: txId }),
+      "state",
     );
   }
 
