@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { credentials, type ServiceError, status } from "@grpc/grpc-js";
-import { ConsensusError, type ReplicatedLog } from "@quorum/consensus";
+import { ConsensusError, type LogEvent, type ReplicatedLog } from "@quorum/consensus";
 import type { SingleNodeLog } from "@quorum/consensus/testing";
 import { type ApplyResult, type KvServer, KvStore, startKvService } from "@quorum/kv";
 import { type SingleNodeKv, startSingleNodeKv } from "@quorum/kv/testing";
@@ -20,14 +20,20 @@ function call<Res>(client: Client, method: "range" | "put" | "txn", req: unknown
   });
 }
 
-/** A follower's view of the log: it never leads, and says who does. */
+/** A follower's view of the log: it never leads, and says who does (`elect` changes that). */
 function followerLog(
   inner: SingleNodeLog<ApplyResult>,
-  leaderId: string | undefined,
-): ReplicatedLog<ApplyResult> {
+  initialLeader: string | undefined,
+): ReplicatedLog<ApplyResult> & { elect(id: string): void } {
+  let leaderId = initialLeader;
+  const listeners = new Set<(e: LogEvent) => void>();
   const notLeader = () =>
     new ConsensusError("NOT_LEADER", "not the leader", leaderId ? { id: leaderId } : undefined);
   return {
+    elect(id: string) {
+      leaderId = id;
+      for (const l of [...listeners]) l({ type: "leaderChanged", leaderId: id, term: 2 });
+    },
     nodeId: "n2",
     start: async () => {},
     propose: async () => {
@@ -43,7 +49,10 @@ function followerLog(
     changeMembership: async () => {
       throw notLeader();
     },
-    subscribe: () => () => {},
+    subscribe: (listener) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     close: async () => {},
   };
 }
@@ -142,7 +151,28 @@ describe("request path over gRPC", () => {
     expect(local.kvs).toEqual([]);
   });
 
-  it("answers UNAVAILABLE `etcdserver: no leader` when no leader is known", async () => {
+  it("waits for a leader that comes within a second (an election, a leadership transfer) and forwards to it", async () => {
+    const log = followerLog(leader.log, undefined);
+    const waiting = await startKvService({
+      log,
+      store: followerStore,
+      listen: "127.0.0.1:0",
+      leaderClientAddress: (id) => (id === "n1" ? leader.endpoint : undefined),
+    });
+    try {
+      const put = call<{ header: { revision: bigint } }>(
+        client(waiting.address),
+        "put",
+        PutRequest.fromPartial({ key: Buffer.from("elected"), value: Buffer.from("yes") }),
+      );
+      setTimeout(() => log.elect("n1"), 200);
+      expect((await put).header.revision).toBe(BigInt(leader.store.revision()));
+    } finally {
+      await waiting.close(100);
+    }
+  });
+
+  it("answers UNAVAILABLE `etcdserver: no leader` when no leader is known (after waiting a second for one)", async () => {
     const c = client(orphan.address);
     const err = await call(
       c,

@@ -205,6 +205,11 @@ export function withFloor(command: Uint8Array, floor: number): Uint8Array {
   out.set(bytes, command.length);
   return out;
 }
+/**
+ * How long a request that finds no leader waits for one before answering `etcdserver: no
+ * leader`: about an election (or a leadership transfer) here.
+ */
+const noLeaderWaitMs = 1_000;
 /** etcd's MaxLeaseTTL (lease/lessor.go). */
 const maxLeaseTtl = 9_000_000_000n;
 
@@ -561,18 +566,44 @@ export class KvService {
     method: string,
     local: () => Promise<Res>,
     kind: ClientKind = "kv",
+    waitForLeader = true,
   ): Promise<Res> {
     try {
       return await local();
     } catch (err) {
       if (!isConsensusError(err, "NOT_LEADER")) throw err;
       const leader = err.leader;
-      if (!leader || leader.id === this.log.nodeId) throw etcdErrors.noLeader();
+      if (!leader || leader.id === this.log.nodeId) {
+        // No leader known: an election or a leadership transfer is under way. A client would
+        // retry; waiting here (briefly) for its outcome spares it the error. NOT_LEADER means
+        // nothing was proposed, so the second try cannot apply anything twice.
+        if (waitForLeader && (await this.leaderKnownWithin(noLeaderWaitMs)))
+          return this.orForward(call, method, local, kind, false);
+        throw etcdErrors.noLeader();
+      }
       if (call.metadata.get(forwardedHeader).length > 0) throw etcdErrors.leaderChanged();
       const address = this.options.leaderClientAddress?.(leader.id);
       if (!address) throw etcdErrors.noLeader();
       return this.fill(await this.forward<Req, Res>(kind, address, method, call));
     }
+  }
+
+  /** Whether another node is known to lead now, or some node comes to lead within `ms`. */
+  private leaderKnownWithin(ms: number): Promise<boolean> {
+    const s = this.log.status();
+    if (s.leaderId !== undefined && s.leaderId !== this.log.nodeId) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = this.clock.schedule(ms, () => {
+        off();
+        resolve(false);
+      });
+      const off = this.log.subscribe((e) => {
+        if (e.type !== "leaderChanged" || e.leaderId === undefined) return;
+        off();
+        timer.cancel();
+        resolve(true);
+      });
+    });
   }
 
   private client(kind: "kv", address: string): InstanceType<typeof KVClient>;
