@@ -85,6 +85,10 @@ function buildProgram(): Command {
     .requiredOption("--name <name>", "this node's name, as in --initial-cluster")
     .option("--data-dir <dir>", "where the node keeps its SQLite files (default: <name>.quorum)")
     .option("--listen-client <host:port>", "address for etcd clients", "127.0.0.1:2379")
+    .option(
+      "--advertise-client-urls <host:port>",
+      "where other nodes and clients reach this node's client port (default: --listen-client)",
+    )
     .option("--listen-peer <host:port>", "address for node-to-node traffic", "127.0.0.1:2380")
     .option("--initial-cluster <list>", "every voter of a new cluster: n1=host:port,n2=host:port,...")
     .option(

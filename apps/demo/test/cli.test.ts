@@ -1,7 +1,10 @@
-import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
+import { freeBasePort } from "./ports.js";
 
 const cli = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
 const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
@@ -56,11 +59,54 @@ describe("quorum CLI", () => {
     [["node", "--name", "n1", "--consensus", "zab"], /is not one of raft, paxos/],
     [["node", "--name", "bad name"], /--name/],
     [["node", "--name", "n1", "--listen-client", "127.0.0.1:99999"], /--listen-client/],
+    [["node", "--name", "n1", "--advertise-client-urls", "http://0.0.0.0:2379"], /is a wildcard/],
+    [["node", "--name", "n1", "--advertise-client-urls", "a:1,b:2"], /must be one address/],
   ])("refuses bad node flags %j with one line and exit code 2", (args, message) => {
     const r = quorum(...args);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stderr).toMatch(message);
+  });
+
+  it("tells MemberList (and the other nodes) its --advertise-client-urls, not its listen address", async () => {
+    const base = await freeBasePort();
+    const dir = mkdtempSync(join(tmpdir(), "quorum-advertise-"));
+    const node = spawn(
+      process.execPath,
+      [
+        cli,
+        "node",
+        "--name",
+        "n1",
+        "--data-dir",
+        join(dir, "n1"),
+        "--listen-client",
+        `127.0.0.1:${base}`,
+        "--advertise-client-urls",
+        `http://localhost:${base}`,
+        "--listen-peer",
+        `127.0.0.1:${base + 1}`,
+      ],
+      { stdio: "ignore" },
+    );
+    try {
+      const members = () =>
+        spawnSync("etcdctl", ["--endpoints", `127.0.0.1:${base}`, "member", "list", "-w", "json"], {
+          encoding: "utf8",
+          env: { ...process.env, ETCDCTL_API: "3" },
+        });
+      let r = members();
+      for (let i = 0; i < 100 && r.status !== 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        r = members();
+      }
+      expect(r.stderr).toBe("");
+      const list = JSON.parse(r.stdout) as { members: { name: string; clientURLs: string[] }[] };
+      expect(list.members.map((m) => [m.name, m.clientURLs])).toEqual([["n1", [`http://localhost:${base}`]]]);
+    } finally {
+      node.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("runs the transport demo: every message arrives, in order", () => {

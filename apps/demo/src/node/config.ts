@@ -6,6 +6,11 @@ export interface NodeConfig {
   readonly dataDir: string;
   /** host:port for etcd clients. */
   readonly listenClient: string;
+  /**
+   * host:port that other nodes forward requests to and MemberList gives clients: where this
+   * node's client port is reachable (`--advertise-client-urls`; default `listenClient`).
+   */
+  readonly advertiseClient: string;
   /** host:port for node-to-node traffic. */
   readonly listenPeer: string;
   /** Every voter of a new cluster, this node included. */
@@ -44,6 +49,19 @@ export function parseHostPort(flag: string, value: string): string {
   return bare;
 }
 
+/** `--advertise-client-urls`: one address others can dial (a wildcard would send them home). */
+function parseAdvertised(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (value.includes(",")) throw new ConfigError(`--advertise-client-urls: "${value}" must be one address`);
+  const address = parseHostPort("--advertise-client-urls", value);
+  if (/^(0\.0\.0\.0|\[::\]):/.test(address)) {
+    throw new ConfigError(
+      `--advertise-client-urls: "${value}" is a wildcard; give an address other nodes can dial`,
+    );
+  }
+  return address;
+}
+
 /** Parses etcd's `--initial-cluster n1=http://127.0.0.1:2380,n2=...`. */
 export function parseInitialCluster(value: string): PeerInfo[] {
   const peers: PeerInfo[] = [];
@@ -63,6 +81,7 @@ export interface NodeFlags {
   name: string;
   dataDir?: string;
   listenClient: string;
+  advertiseClientUrls?: string;
   listenPeer: string;
   initialCluster?: string;
   initialClusterToken: string;
@@ -84,6 +103,7 @@ export function nodeConfigFromFlags(flags: NodeFlags): NodeConfig {
     throw new ConfigError(`--name: "${flags.name}" must be 1-63 letters, digits, '.', '_' or '-'`);
   }
   const listenClient = parseHostPort("--listen-client", flags.listenClient);
+  const advertiseClient = parseAdvertised(flags.advertiseClientUrls) ?? listenClient;
   const listenPeer = parseHostPort("--listen-peer", flags.listenPeer);
   const initialCluster = flags.initialCluster
     ? parseInitialCluster(flags.initialCluster)
@@ -103,6 +123,7 @@ export function nodeConfigFromFlags(flags: NodeFlags): NodeConfig {
     name: flags.name,
     dataDir: flags.dataDir ?? `${flags.name}.quorum`,
     listenClient,
+    advertiseClient,
     listenPeer,
     initialCluster,
     clusterToken: flags.initialClusterToken,

@@ -73,7 +73,7 @@ export async function startNode(config: NodeConfig): Promise<RunningNode> {
   await Promise.all(groups.map((g) => g.log.start()));
   const { log, store } = groups[0]!;
 
-  const directory = new MemberDirectory(wire, systemClock, config.listenClient);
+  const directory = new MemberDirectory(wire, systemClock, config.advertiseClient);
   const serviceOptions = {
     listen: config.listenClient,
     leaderClientAddress: (id: string) => directory.clientAddress(id),
