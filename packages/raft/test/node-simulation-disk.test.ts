@@ -3,6 +3,7 @@ import { runSeeds, Simulation, seedCount } from "@quorum/sim";
 import { describe, expect, it } from "vitest";
 import type { LogStore } from "../src/index.js";
 import type { SimDiskLogStore } from "../src/testing/index.js";
+import { withWrites } from "./sim-raft.js";
 import { raftScenario } from "./sim-scenario.js";
 
 /**
@@ -13,14 +14,7 @@ import { raftScenario } from "./sim-scenario.js";
 function lateSync(delayMs: number) {
   return (store: SimDiskLogStore, ctx: NodeContext): LogStore => {
     let scheduled = false;
-    return {
-      hardState: () => store.hardState(),
-      entries: (lo, hi, maxBytes) => store.entries(lo, hi, maxBytes),
-      term: (i) => store.term(i),
-      firstIndex: () => store.firstIndex(),
-      lastIndex: () => store.lastIndex(),
-      snapshot: () => store.snapshot(),
-      configEntries: () => store.configEntries(),
+    return withWrites(store, {
       save: (u) => {
         store.write(u);
         if (scheduled) return;
@@ -33,7 +27,7 @@ function lateSync(delayMs: number) {
       },
       compact: (i) => store.compact(i),
       close: () => {},
-    };
+    });
   };
 }
 

@@ -64,9 +64,12 @@ export interface Durable {
 const writes = new WeakMap<LogStore, number>();
 const bumpWrites = (store: LogStore) => writes.set(store, (writes.get(store) ?? 0) + 1);
 
-/** `store`, with its writes counted in `writes`; every node's log is kept behind one. */
-function counted(store: LogStore): LogStore {
-  const wrapped: LogStore = {
+/**
+ * `store` with its reads passed through and its writes replaced: the wrappers that count,
+ * fence or delay a node's writes.
+ */
+export function withWrites(store: LogStore, writes: Pick<LogStore, "save" | "compact" | "close">): LogStore {
+  return {
     hardState: () => store.hardState(),
     entries: (lo, hi, maxBytes) => store.entries(lo, hi, maxBytes),
     term: (i) => store.term(i),
@@ -74,6 +77,13 @@ function counted(store: LogStore): LogStore {
     lastIndex: () => store.lastIndex(),
     snapshot: () => store.snapshot(),
     configEntries: () => store.configEntries(),
+    ...writes,
+  };
+}
+
+/** `store`, with its writes counted in `writes`; every node's log is kept behind one. */
+function counted(store: LogStore): LogStore {
+  const wrapped: LogStore = withWrites(store, {
     save: (u) => {
       bumpWrites(wrapped);
       try {
@@ -98,7 +108,7 @@ function counted(store: LogStore): LogStore {
       }
     },
     close: () => store.close(),
-  };
+  });
   return wrapped;
 }
 
@@ -156,14 +166,7 @@ export function fenced(store: LogStore, dead: () => boolean): LogStore {
   const check = () => {
     if (dead()) throw new Error("write from a crashed incarnation");
   };
-  return {
-    hardState: () => store.hardState(),
-    entries: (lo, hi, maxBytes) => store.entries(lo, hi, maxBytes),
-    term: (i) => store.term(i),
-    firstIndex: () => store.firstIndex(),
-    lastIndex: () => store.lastIndex(),
-    snapshot: () => store.snapshot(),
-    configEntries: () => store.configEntries(),
+  return withWrites(store, {
     save: (u) => {
       check();
       return store.save(u);
@@ -173,7 +176,7 @@ export function fenced(store: LogStore, dead: () => boolean): LogStore {
       store.compact(i);
     },
     close: () => {},
-  };
+  });
 }
 
 export interface SimRaft {
