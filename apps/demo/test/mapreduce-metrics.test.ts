@@ -64,9 +64,11 @@ describe("mapreduce coordinator with listenMetrics (the CLI's --listen-metrics)"
       listenMetrics: metrics,
     });
     job.catch(() => {});
-    await until("the metrics endpoint", () =>
-      fetch(`http://${metrics}/metrics`).then(
-        () => true,
+    // The endpoint answers as soon as it listens, which can be before the job has planned
+    // its tasks: wait for the task gauges themselves.
+    await until("the metrics endpoint with the job's tasks", () =>
+      scrape(metrics).then(
+        (m) => m.has('quorum_mapreduce_tasks{kind="map",state="idle"}'),
         () => false,
       ),
     );
