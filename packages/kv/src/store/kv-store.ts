@@ -42,6 +42,7 @@ import {
   TxnVote_CompareResult,
   TxnVote_Outcome,
 } from "../gen/quorum/kv/v1/command.js";
+import { WalCheckpointer } from "./checkpointer.js";
 import { evaluateCompare } from "./compare.js";
 import { type Intent, IntentTable, type Lock, lockRange, txnLocks } from "./intents.js";
 import { type KeyRange, keyRange } from "./keys.js";
@@ -202,6 +203,8 @@ export { isTxnReadOnly };
  */
 export class KvStore implements StateMachine<ApplyResult> {
   private db: Database.Database;
+  /** Checkpoints a file's WAL off the event loop (none in memory). */
+  private checkpointer: WalCheckpointer | undefined;
   private readonly path: string;
   private readonly logger: Logger;
   private readonly statements = new Map<string, Database.Statement>();
@@ -226,6 +229,7 @@ export class KvStore implements StateMachine<ApplyResult> {
     this.path = options.path;
     this.logger = options.logger ?? silentLogger;
     this.db = this.openDb(options.path);
+    this.checkpointer = this.inMemory ? undefined : new WalCheckpointer(this.path);
     this.loadMeta();
   }
 
@@ -252,6 +256,8 @@ export class KvStore implements StateMachine<ApplyResult> {
       // returns, so `snapshot()` first makes the state durable (`makeDurable()`), and the
       // store's durable applied index is always >= the log's compaction point.
       db.pragma(`synchronous = ${applySynchronous}`);
+      // A WalCheckpointer checkpoints, on its own thread: see checkpointer.ts.
+      db.pragma("wal_autocheckpoint = 0");
     }
     createSchema(db);
     return db;
@@ -1169,7 +1175,9 @@ export class KvStore implements StateMachine<ApplyResult> {
       rmSync(temp, { force: true });
       throw err;
     }
-    // Closing checkpoints and removes the WAL; the rename is the atomic switch.
+    // Closing checkpoints and removes the WAL (the checkpointer's connection first, so that
+    // the store's is the last); the rename is the atomic switch.
+    this.checkpointer?.close();
     this.db.close();
     for (const suffix of ["-wal", "-shm"]) rmSync(`${this.path}${suffix}`, { force: true });
     renameSync(temp, this.path);
@@ -1180,6 +1188,7 @@ export class KvStore implements StateMachine<ApplyResult> {
       closeSync(dirFd);
     }
     this.db = this.openDb(this.path);
+    this.checkpointer = new WalCheckpointer(this.path);
     this.loadMeta();
   }
 
@@ -1218,6 +1227,7 @@ export class KvStore implements StateMachine<ApplyResult> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.checkpointer?.close();
     this.db.close();
     for (const file of this.snapshotFiles.splice(0)) rmSync(file, { force: true });
   }
