@@ -1,5 +1,6 @@
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
+import type Database from "better-sqlite3";
 
 /**
  * Checkpoints a store's WAL from a worker thread, so that the event loop never waits for it.
@@ -10,9 +11,14 @@ import { Worker } from "node:worker_threads";
  * turning it off gave 11–19% more puts/s. So the store's own connection runs with
  * `wal_autocheckpoint = 0` and this worker, on a second connection to the same file, runs a
  * PASSIVE checkpoint every `intervalMs`: it copies what the WAL holds without taking the
- * writer's lock, so applies go on meanwhile. SQLite starts the WAL over at the first commit
- * after a checkpoint that caught up; should commits keep it from ever catching up, a RESTART
- * checkpoint (which holds the writer's lock while it copies) bounds the WAL at `maxWalPages`.
+ * writer's lock, so applies go on meanwhile, and SQLite starts the WAL over at the first
+ * commit after a checkpoint that caught up.
+ *
+ * A writer that never pauses (a replay of many entries in one turn) keeps the worker from ever
+ * catching up; then `checkpointIfBehind`, called by the store after its commits, checkpoints
+ * on the store's own connection once the WAL passes `maxWalPages`, as SQLite's own
+ * auto-checkpoint would. (A blocking checkpoint on the worker's side could deadlock: it waits
+ * for the store's read lock to go while the store waits for the writer lock it holds.)
  *
  * Durability is unchanged: applies commit with synchronous=NORMAL either way, and a checkpoint
  * fsyncs the WAL before it copies and the database after (see KvStore.openDb).
@@ -21,8 +27,8 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const Database = require(workerData.driver);
 function closed() {
-  Atomics.store(workerData.closed, 0, 1);
-  Atomics.notify(workerData.closed, 0);
+  Atomics.store(workerData.shared, 0, 1);
+  Atomics.notify(workerData.shared, 0);
 }
 let db;
 try {
@@ -35,10 +41,9 @@ try {
 const timer = setInterval(() => {
   try {
     const [r] = db.pragma("wal_checkpoint(PASSIVE)");
-    if (r && r.log > workerData.maxWalPages) db.pragma("wal_checkpoint(RESTART)");
+    if (r) Atomics.store(workerData.shared, 1, r.log);
   } catch {
-    // Busy (a checkpoint of the store's own, at a snapshot) or an I/O error: the next tick
-    // tries again, and the store's own checkpoint at its next snapshot still runs.
+    // Busy (a checkpoint of the store's own) or an I/O error: the next tick tries again.
   }
 }, workerData.intervalMs);
 parentPort.on("message", () => {
@@ -52,31 +57,51 @@ parentPort.on("message", () => {
 export interface CheckpointerOptions {
   /** How often to checkpoint. Default 100 ms. */
   readonly intervalMs?: number;
-  /** The WAL size (pages) past which a checkpoint blocks writers until it has caught up. Default 16,384 (64 MiB). */
+  /** The WAL size (pages) past which the store checkpoints itself (`checkpointIfBehind`). Default 16,384 (64 MiB). */
   readonly maxWalPages?: number;
 }
 
 export class WalCheckpointer {
   private readonly worker: Worker;
-  /** Set to 1 by the worker once its connection is closed (see `close`). */
-  private readonly closedFlag = new Int32Array(new SharedArrayBuffer(4));
+  /**
+   * [0]: set to 1 by the worker once its connection is closed (see `close`); [1]: the WAL's
+   * size in pages at the worker's last checkpoint.
+   */
+  private readonly shared = new Int32Array(new SharedArrayBuffer(8));
+  private readonly maxWalPages: number;
   private closed = false;
 
   constructor(path: string, options: CheckpointerOptions = {}) {
     const driver = createRequire(import.meta.url).resolve("better-sqlite3");
+    this.maxWalPages = options.maxWalPages ?? 16_384;
     this.worker = new Worker(WORKER_SOURCE, {
       eval: true,
       workerData: {
         path,
         driver,
-        closed: this.closedFlag,
+        shared: this.shared,
         intervalMs: options.intervalMs ?? 100,
-        maxWalPages: options.maxWalPages ?? 16_384,
       },
     });
     // A failed worker only means checkpoints stop: the store's snapshot checkpoints still run.
     this.worker.on("error", () => {});
     this.worker.unref();
+  }
+
+  /**
+   * Checkpoints on `db` (the store's connection, between transactions: it holds no lock that
+   * the worker could wait for) if the worker found the WAL past `maxWalPages`.
+   */
+  checkpointIfBehind(db: Database.Database): void {
+    if (Atomics.load(this.shared, 1) <= this.maxWalPages) return;
+    try {
+      // RESTART waits for a checkpoint of the worker's to finish, then has the next commit
+      // start the WAL over (PASSIVE could lose that race to the worker's next checkpoint).
+      const [r] = db.pragma("wal_checkpoint(RESTART)") as { busy: number }[];
+      if (r?.busy === 0) Atomics.store(this.shared, 1, 0);
+    } catch {
+      // An I/O error: the next commit tries again.
+    }
   }
 
   /**
@@ -87,6 +112,6 @@ export class WalCheckpointer {
     if (this.closed) return;
     this.closed = true;
     this.worker.postMessage("close");
-    Atomics.wait(this.closedFlag, 0, 0, waitMs);
+    Atomics.wait(this.shared, 0, 0, waitMs);
   }
 }

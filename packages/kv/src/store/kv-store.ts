@@ -352,6 +352,7 @@ export class KvStore implements StateMachine<ApplyResult> {
       throw err;
     }
     this.applied = last;
+    this.checkpointer?.checkpointIfBehind(this.db);
     if (changes) this.emit(changes);
     if (this.intentsChanged) {
       this.intentsChanged = false;
