@@ -139,6 +139,19 @@ interface WriteTxn {
   readonly subBase?: number;
 }
 
+/** The queries for one key's version (see KvStore.rows): newest, or newest at or below a revision. */
+const oneKeySql = (() => {
+  const cols = (value: string) => `h.key, h.create_revision, h.mod_revision, h.version, ${value}, h.lease`;
+  const latest = (value: string) =>
+    `SELECT ${cols(value)} FROM kv k CROSS JOIN history h ON h.key = k.key AND h.mod_revision = k.mod_revision WHERE k.key = ?`;
+  const atRev = (value: string) =>
+    `SELECT ${cols(value)} FROM history h WHERE h.key = ? AND h.mod_revision = (SELECT MAX(mod_revision) FROM history WHERE key = ? AND mod_revision <= ?) AND h.tombstone = 0`;
+  return {
+    latest: { withValue: latest("h.value"), keysOnly: latest("x'' AS value") },
+    atRev: { withValue: atRev("h.value"), keysOnly: atRev("x'' AS value") },
+  };
+})();
+
 /** `sub` base of a cross-shard commit written at a revision the shard had already reached. */
 const pastSubBase = 1 << 20;
 
@@ -258,6 +271,7 @@ export class KvStore implements StateMachine<ApplyResult> {
       db.pragma(`synchronous = ${applySynchronous}`);
       // A WalCheckpointer checkpoints, on its own thread: see checkpointer.ts.
       db.pragma("wal_autocheckpoint = 0");
+      db.pragma("cache_size = -65536");
     }
     createSchema(db);
     return db;
@@ -542,6 +556,16 @@ export class KvStore implements StateMachine<ApplyResult> {
 
   /** Key-values in `range` as of `atRev` (`latest` when it is the view's current revision). */
   private rows(range: KeyRange, latest: boolean, atRev: number, limit: number, keysOnly: boolean): Row[] {
+    if (range.kind === "one") {
+      // One key (every put, delete and compare reads one): one row at most, so no ORDER BY or
+      // LIMIT, and `get`; in `pnpm bench:kv` this query was the store's largest cost, and
+      // this form of it takes a quarter of the time.
+      const sql = oneKeySql[latest ? "latest" : "atRev"][keysOnly ? "keysOnly" : "withValue"];
+      const row = (
+        latest ? this.stmt(sql, true).get(range.key) : this.stmt(sql, true).get(range.key, range.key, atRev)
+      ) as Row | undefined;
+      return row ? [row] : [];
+    }
     const value = keysOnly ? "x'' AS value" : "h.value";
     const cols = `h.key, h.create_revision, h.mod_revision, h.version, ${value}, h.lease`;
     if (latest) {
