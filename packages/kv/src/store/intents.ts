@@ -71,8 +71,22 @@ export function conflicts(a: Lock, b: Lock): boolean {
   return (a.mode === "write" || b.mode === "write") && overlap(a, b);
 }
 
+/** The key of a lock on exactly one key ([k, k\0)), as a map key; undefined for a wider range. */
+function pointKey(lock: Lock): string | undefined {
+  const { lo, hi } = lock;
+  if (hi === undefined || hi.length !== lo.length + 1 || hi[lo.length] !== 0) return undefined;
+  return hi.compare(lo, 0, lo.length, 0, lo.length) === 0 ? lo.toString("latin1") : undefined;
+}
+
 export class IntentTable {
   private readonly byTx = new Map<string, Intent>();
+  /**
+   * Intents by the key of each one-key lock they hold, and those holding a lock on a wider
+   * range: a write to one key (nearly every lock) is checked against the intents locking that
+   * key and the ranged ones, not against every prepared transaction.
+   */
+  private readonly byKey = new Map<string, Set<Intent>>();
+  private readonly ranged = new Set<Intent>();
 
   get size(): number {
     return this.byTx.size;
@@ -83,15 +97,38 @@ export class IntentTable {
   }
 
   add(intent: Intent): void {
+    this.remove(intent.txId);
     this.byTx.set(intent.txId.toString("hex"), intent);
+    for (const lock of intent.locks) {
+      const key = pointKey(lock);
+      if (key === undefined) {
+        this.ranged.add(intent);
+        continue;
+      }
+      let holders = this.byKey.get(key);
+      if (!holders) this.byKey.set(key, (holders = new Set()));
+      holders.add(intent);
+    }
   }
 
   remove(txId: Uint8Array): void {
-    this.byTx.delete(Buffer.from(txId).toString("hex"));
+    const id = Buffer.from(txId).toString("hex");
+    const intent = this.byTx.get(id);
+    if (!intent) return;
+    this.byTx.delete(id);
+    this.ranged.delete(intent);
+    for (const lock of intent.locks) {
+      const key = pointKey(lock);
+      const holders = key === undefined ? undefined : this.byKey.get(key);
+      holders?.delete(intent);
+      if (holders?.size === 0) this.byKey.delete(key!);
+    }
   }
 
   clear(): void {
     this.byTx.clear();
+    this.byKey.clear();
+    this.ranged.clear();
   }
 
   all(): Intent[] {
@@ -100,16 +137,29 @@ export class IntentTable {
 
   /** The first intent (of another transaction than `except`) holding a lock that conflicts with one of `locks`. */
   conflict(locks: readonly Lock[], except?: Uint8Array): Intent | undefined {
+    return this.conflictWhere(locks, except ? (i) => !i.txId.equals(except) : undefined);
+  }
+
+  /** The first intent accepted by `accept` holding a lock that conflicts with one of `locks`. */
+  conflictWhere(locks: readonly Lock[], accept?: (intent: Intent) => boolean): Intent | undefined {
     if (this.byTx.size === 0) return undefined;
-    const skip = except ? Buffer.from(except).toString("hex") : undefined;
-    for (const [key, intent] of this.byTx)
-      if (key !== skip && this.conflictsWith(intent, locks)) return intent;
+    for (const intent of this.candidates(locks))
+      if ((!accept || accept(intent)) && this.conflictsWith(intent, locks)) return intent;
     return undefined;
   }
 
   /** Whether `intent` holds a lock that conflicts with one of `locks`. */
   conflictsWith(intent: Intent, locks: readonly Lock[]): boolean {
     return locks.some((mine) => intent.locks.some((held) => conflicts(mine, held)));
+  }
+
+  /** The intents that may hold a lock conflicting with one of `locks` (`conflictsWith` decides). */
+  private candidates(locks: readonly Lock[]): Iterable<Intent> {
+    const keys = locks.map(pointKey);
+    if (keys.some((k) => k === undefined)) return this.byTx.values();
+    const out = new Set(this.ranged);
+    for (const key of keys) for (const intent of this.byKey.get(key!) ?? []) out.add(intent);
+    return out;
   }
 
   /** The lowest prepared revision: no write of a pending transaction can land at or below it. */

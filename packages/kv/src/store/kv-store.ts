@@ -952,13 +952,16 @@ export class KvStore implements StateMachine<ApplyResult> {
    */
   private decideTxn(decision: TxnDecision, events: Event[] | undefined): TxnDecision {
     const txId = Buffer.from(decision.txId);
-    const recorded = this.txnRecord(txId);
-    if (recorded) return recorded;
+    // A prepared part means no decision yet (a decision removes it): no record to look up.
+    const intent = this.intents.get(txId);
+    if (!intent) {
+      const recorded = this.txnRecord(txId);
+      if (recorded) return recorded;
+    }
     this.stmt("INSERT INTO txn_record (tx_id, decision) VALUES (?, ?)").run(
       txId,
       TxnDecisionCodec.encode(decision).finish(),
     );
-    const intent = this.intents.get(txId);
     if (intent) {
       if (decision.commit) this.commitIntent(intent, Number(decision.revision), decision.succeeded, events);
       this.stmt("DELETE FROM txn_intent WHERE tx_id = ?").run(txId);
@@ -1038,13 +1041,10 @@ export class KvStore implements StateMachine<ApplyResult> {
   pendingWriter(key: Buffer, rangeEnd: Buffer, atRevision?: number): Intent | undefined {
     if (this.intents.size === 0) return undefined;
     const read = [lockRange(key, rangeEnd, "read")];
-    return this.intents
-      .all()
-      .find(
-        (i) =>
-          (atRevision === undefined || i.preparedRevision < atRevision) &&
-          this.intents.conflictsWith(i, read),
-      );
+    return this.intents.conflictWhere(
+      read,
+      atRevision === undefined ? undefined : (i) => i.preparedRevision < atRevision,
+    );
   }
 
   /** The prepared transaction (if any) whose locks conflict with `locks`. */
