@@ -271,7 +271,6 @@ export class KvStore implements StateMachine<ApplyResult> {
       db.pragma(`synchronous = ${applySynchronous}`);
       // A WalCheckpointer checkpoints, on its own thread: see checkpointer.ts.
       db.pragma("wal_autocheckpoint = 0");
-      db.pragma("cache_size = -65536");
     }
     createSchema(db);
     return db;
