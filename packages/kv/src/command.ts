@@ -6,7 +6,13 @@ import type {
   PutRequest,
   TxnRequest,
 } from "./gen/etcdserverpb/rpc.js";
-import { Command, type TxnDecision, type TxnFence, type TxnPart } from "./gen/quorum/kv/v1/command.js";
+import {
+  Command,
+  type TxnDecision,
+  type TxnFence,
+  type TxnForget,
+  type TxnPart,
+} from "./gen/quorum/kv/v1/command.js";
 
 /** The bytes proposed to the log for one etcd write request. */
 export const encodeCommand = {
@@ -25,6 +31,8 @@ export const encodeCommand = {
   txnDecide: (txnDecide: TxnDecision): Uint8Array =>
     Command.encode({ txnDecide, floor: 0n, batch: [] }).finish(),
   txnFence: (txnFence: TxnFence): Uint8Array => Command.encode({ txnFence, floor: 0n, batch: [] }).finish(),
+  txnForget: (txnForget: TxnForget): Uint8Array =>
+    Command.encode({ txnForget, floor: 0n, batch: [] }).finish(),
   /** Commands proposed together, in one entry (see `Command.batch`). */
   batch: (commands: readonly Uint8Array[]): Uint8Array =>
     Command.encode({

@@ -18,6 +18,7 @@ export type { KeyValue } from "./gen/mvccpb/kv.js";
 export type {
   BranchResult,
   TxnDecision,
+  TxnForget,
   TxnPart,
   TxnPrepared,
   TxnState,

@@ -43,7 +43,7 @@ describe("ShardTxn.Batch", () => {
     expect(results[0]!.state?.decided?.commit).toBe(false);
     expect(results[1]!.error).toEqual({
       code: status.INVALID_ARGUMENT,
-      message: "quorum: a ShardTxn op without a prepare, decide or fence",
+      message: "quorum: a ShardTxn op without a prepare, decide, fence or forget",
     });
     expect(results[2]!.error).toEqual({
       code: status.INVALID_ARGUMENT,
@@ -52,5 +52,14 @@ describe("ShardTxn.Batch", () => {
     expect(results[3]!.decision?.commit).toBe(false);
     expect(kv.shards[1]!.store.txnRecord(tx)?.commit).toBe(false);
     expect(kv.shards[0]!.store.txnRecord(tx)).toBeUndefined();
+  });
+
+  it("forgets records through the batch", async () => {
+    const tx = Buffer.from("tx-service-2");
+    await batch([{ shard: 1, decide: { txId: tx, commit: false, revision: 0n, succeeded: false } }]);
+    expect(kv.shards[1]!.store.txnRecord(tx)).toBeDefined();
+    const { results } = await batch([{ shard: 1, forget: { txIds: [tx], belowRevision: 0n } }]);
+    expect(results[0]!.forgotten).toBe(true);
+    expect(kv.shards[1]!.store.txnRecord(tx)).toBeUndefined();
   });
 });

@@ -59,7 +59,17 @@ const shardOf = (key: string) => map.shardOf(Buffer.from(key));
 function engineOptions(seed: number) {
   const staleAfterMs = [400, 1_000, 2_000][seed % 3]!;
   const recoveryIntervalMs = [50, 100, 200][Math.floor(seed / 3) % 3]!;
-  return { staleAfterMs, recoveryIntervalMs, requestTimeoutMs: 1_500, maxAttempts: 8 };
+  // Forgetting records soon after the decisions (even at once) sends forgets while duplicates
+  // of the same transactions are still in flight.
+  const forgetAfterMs = [0, 300, 3_000][Math.floor(seed / 9) % 3]!;
+  return {
+    staleAfterMs,
+    recoveryIntervalMs,
+    forgetAfterMs,
+    forgetIntervalMs: 100,
+    requestTimeoutMs: 1_500,
+    maxAttempts: 8,
+  };
 }
 /**
  * The bound on locks (ShardTxnRecovery's promise): after healing, a prepared part leaves its

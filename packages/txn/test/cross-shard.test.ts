@@ -30,6 +30,10 @@ let engine: ShardTxnEngine;
 let access: ShardTxnAccess;
 let client: Etcd3;
 
+const putOp = (key: string, value: string) => ({
+  requestPut: PutRequest.fromPartial({ key: Buffer.from(key), value: Buffer.from(value) }),
+});
+
 async function etcdctl(args: string[], stdin?: string): Promise<string> {
   const child = run("etcdctl", [`--endpoints=${kv.endpoint}`, "--command-timeout=5s", ...args], {
     env: { ...process.env, ETCDCTL_API: "3" },
@@ -288,9 +292,6 @@ describe("a Txn over several shards", () => {
 });
 
 describe("a coordinator whose prepare did not come back PREPARED", () => {
-  const put = (key: string, value: string) => ({
-    requestPut: PutRequest.fromPartial({ key: Buffer.from(key), value: Buffer.from(value) }),
-  });
   /** A lock held by an older transaction (start 0), as a shard would vote it. */
   const conflict: TxnVote = {
     outcome: TxnVote_Outcome.CONFLICT,
@@ -333,7 +334,7 @@ describe("a coordinator whose prepare did not come back PREPARED", () => {
   it("a lost reply: fences that shard, finds every part prepared, and commits once, without a retry", async () => {
     const { e, calls } = faultyEngine(() => Promise.reject(new EtcdError(status.UNAVAILABLE, "reply lost")));
     const r = await e.txn(
-      TxnRequest.fromPartial({ success: [put("0lost", "1"), put("zlost", "1")] }),
+      TxnRequest.fromPartial({ success: [putOp("0lost", "1"), putOp("zlost", "1")] }),
       [0, 2],
     );
     e.close();
@@ -344,7 +345,10 @@ describe("a coordinator whose prepare did not come back PREPARED", () => {
 
   it("a CONFLICT from a part that was prepared after all (a duplicate applied first): commits once", async () => {
     const { e, calls } = faultyEngine(async () => conflict);
-    const r = await e.txn(TxnRequest.fromPartial({ success: [put("0dup", "1"), put("zdup", "1")] }), [0, 2]);
+    const r = await e.txn(
+      TxnRequest.fromPartial({ success: [putOp("0dup", "1"), putOp("zdup", "1")] }),
+      [0, 2],
+    );
     e.close();
     expect(calls).toEqual({ prepares: 2, fences: [2] });
     await check("dup", r.header!.revision);
@@ -364,7 +368,7 @@ describe("a coordinator whose prepare did not come back PREPARED", () => {
       { recoveryIntervalMs: 3_600_000 },
     );
     const r = await e.txn(
-      TxnRequest.fromPartial({ success: [put("0real", "1"), put("zreal", "1")] }),
+      TxnRequest.fromPartial({ success: [putOp("0real", "1"), putOp("zreal", "1")] }),
       [0, 2],
     );
     e.close();
@@ -374,17 +378,54 @@ describe("a coordinator whose prepare did not come back PREPARED", () => {
   });
 });
 
-describe("recovery of a transaction whose coordinator vanished", () => {
-  const putOp = (key: string, value: string) => ({
-    requestPut: {
-      key: Buffer.from(key),
-      value: Buffer.from(value),
-      lease: 0n,
-      prevKv: false,
-      ignoreValue: false,
-      ignoreLease: false,
-    },
+describe("forgetting the records of finished transactions", () => {
+  it("deletes them in every shard once decided everywhere; a late duplicate prepare is refused", async () => {
+    const parts: TxnPart[] = [];
+    const e = new ShardTxnEngine(
+      {
+        ...access,
+        prepare: (shard, part) => {
+          parts.push(part);
+          return access.prepare(shard, part);
+        },
+      },
+      // Forgets go out when the test asks (forgetNow), with no wait after the decisions.
+      { recoveryIntervalMs: 3_600_000, forgetAfterMs: 0, forgetIntervalMs: 3_600_000 },
+    );
+    try {
+      for (let i = 0; i < 5; i++) {
+        const r = await e.txn(
+          TxnRequest.fromPartial({ success: [putOp(`0f${i}`, "1"), putOp(`zf${i}`, "1")] }),
+          [0, 2],
+        );
+        expect(r.succeeded).toBe(true);
+      }
+      const ids = [...new Set(parts.map((p) => p.txId.toString("hex")))].map((h) => Buffer.from(h, "hex"));
+      expect(ids).toHaveLength(5);
+      const recorded = () =>
+        [0, 2].map((s) => ids.filter((id) => kv.shards[s]!.store.txnRecord(id) !== undefined).length);
+      // The decisions are sent in the background: once both shards applied them, the engine
+      // has all five to forget.
+      await expect.poll(recorded).toEqual([5, 5]);
+      await expect.poll(() => e.forgetNow()).toBe(5);
+      expect(recorded()).toEqual([0, 0]);
+      // A prepare delivered late (a duplicate from the network) finds no record, and is refused.
+      const late = parts.find((p) => p.shards.indexOf(2) >= 0 && p.anchor === 0 && p.request === undefined)!;
+      expect((await access.prepare(2, late)).outcome).toBe(TxnVote_Outcome.ABORTED);
+      expect(access.prepared(2)).toEqual([]);
+      // New transactions (above the forgotten ones' revisions) go on.
+      const after = await e.txn(
+        TxnRequest.fromPartial({ success: [putOp("0f9", "1"), putOp("zf9", "1")] }),
+        [0, 2],
+      );
+      expect(after.succeeded).toBe(true);
+    } finally {
+      e.close();
+    }
   });
+});
+
+describe("recovery of a transaction whose coordinator vanished", () => {
   /**
    * Shard `shard`'s part of a Txn that puts `value` at "0<name>" (shard 0, the anchor) and
    * "z<name>" (shard 2), as the engine would prepare it: the anchor's carries the whole request.

@@ -72,6 +72,7 @@ import {
   type ShardTxnOp,
   type ShardTxnResult,
   type TxnDecision,
+  type TxnForget,
   type TxnPart,
   type TxnState,
   type TxnVote,
@@ -812,6 +813,7 @@ export class KvService {
     if (r.type === "txnVote") return { vote: r.vote };
     if (r.type === "txnDecided") return { decision: r.decision };
     if (r.type === "txnState") return { state: r.state };
+    if (r.type === "txnForgotten") return { forgotten: true };
     throw new EtcdError(status.INTERNAL, `quorum: a cross-shard command applied as ${r.type}`);
   }
 
@@ -835,6 +837,11 @@ export class KvService {
       await this.onLeader(forwarded, encodeCommand.txnFence({ txId }), { fence: txId }),
       "state",
     );
+  }
+
+  /** A coordinator's forget of transactions decided in every shard (see TxnForget). */
+  async forgetTxns(forget: TxnForget, forwarded = false): Promise<void> {
+    resultOf(await this.onLeader(forwarded, encodeCommand.txnForget(forget), { forget }), "forgotten");
   }
 
   // ---- leases ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ interface Pending {
 }
 
 /**
- * Forwards a node's cross-shard prepares, decisions and fences to the nodes that lead their
+ * Forwards a node's cross-shard prepares, decisions, fences and forgets to the nodes that lead their
  * shards, with everything bound for one node in one turn of the event loop in one
  * `ShardTxn.Batch` call: under load a transaction's decision is sent with dozens of others,
  * and a gRPC call costs more than the entry it carries. Each op is answered on its own.
@@ -65,8 +65,8 @@ export class ShardTxnForwarder {
   }
 }
 
-/** The result `r` carries (its vote, decision or state), or an error if it has none. */
-export function resultOf<K extends "vote" | "decision" | "state">(
+/** The result `r` carries (its vote, decision, state or forget), or an error if it has none. */
+export function resultOf<K extends "vote" | "decision" | "state" | "forgotten">(
   r: ShardTxnResult,
   kind: K,
 ): NonNullable<ShardTxnResult[K]> {

@@ -42,6 +42,7 @@ import {
   type ShardTxnResults,
   ShardTxnService,
   type TxnDecision,
+  type TxnForget,
   type TxnPart,
   type TxnState,
   type TxnVote,
@@ -92,6 +93,11 @@ export interface ShardTxnAccess {
    * part there, or its decision there (an abort recorded by the fence itself if it had neither).
    */
   fence(shard: number, txId: Buffer): Promise<TxnState>;
+  /**
+   * Proposes a coordinator's forget on the shard's leader: the records of those transactions
+   * (decided in every shard) are deleted, and older parts refused from then on (TxnForget).
+   */
+  forget(shard: number, forget: TxnForget): Promise<void>;
   /** Undecided parts in this node's replica of a shard. */
   prepared(shard: number): readonly Intent[];
   /** Whether this node leads the shard's consensus group now. */
@@ -223,6 +229,7 @@ export class ShardedKvService {
       prepare: (shard, part) => this.services[shard]!.prepareTxnPart(part),
       decide: (shard, decision) => this.services[shard]!.decideTxn(decision),
       fence: (shard, txId) => this.services[shard]!.fenceTxn(txId),
+      forget: (shard, forget) => this.services[shard]!.forgetTxns(forget),
       prepared: (shard) => this.shards[shard]!.store.preparedTxns(),
       leads: (shard) => this.shards[shard]!.log.status().role === "leader",
       maxKnown: () => this.maxKnown(),
@@ -639,7 +646,14 @@ export class ShardedKvService {
     if (op.prepare) return { vote: await svc.prepareTxnPart(op.prepare, true) };
     if (op.decide) return { decision: await svc.decideTxn(op.decide, true) };
     if (op.fence) return { state: await svc.fenceTxn(op.fence, true) };
-    throw new EtcdError(status.INVALID_ARGUMENT, "quorum: a ShardTxn op without a prepare, decide or fence");
+    if (op.forget) {
+      await svc.forgetTxns(op.forget, true);
+      return { forgotten: true };
+    }
+    throw new EtcdError(
+      status.INVALID_ARGUMENT,
+      "quorum: a ShardTxn op without a prepare, decide, fence or forget",
+    );
   }
 
   watchStreams(): number {

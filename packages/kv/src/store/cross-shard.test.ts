@@ -265,4 +265,27 @@ describe("a shard's part of a cross-shard Txn", () => {
     expect(value("a")).toBe("10");
     expect(store.revision()).toBe(2);
   });
+
+  it("forgets records, and refuses parts at or below the forgotten ones' min_revision, across a restart", () => {
+    put("a", "10");
+    const t1 = { ...transfer("t1"), minRevision: 2n };
+    expect(prepare(t1).outcome).toBe(TxnVote_Outcome.PREPARED);
+    decide({ txId: b("t1"), commit: true, revision: 3n, succeeded: true });
+    decide({ txId: b("t2"), commit: false });
+    expect(store.txnRecordCount()).toBe(2);
+    const r = apply(encodeCommand.txnForget({ txIds: [b("t1"), b("t2")], belowRevision: 2n }));
+    expect(r.type).toBe("txnForgotten");
+    expect(store.txnRecordCount()).toBe(0);
+    expect(store.txnRecord(b("t1"))).toBeUndefined();
+    store.close();
+    store = KvStore.open({ path: join(dir, "kv.db") });
+    // A late duplicate of t1's prepare: no record any more, yet refused, and nothing locked.
+    expect(prepare(t1).outcome).toBe(TxnVote_Outcome.ABORTED);
+    expect(store.preparedTxns()).toEqual([]);
+    expect(value("a")).toBe("5");
+    // A lower floor later changes nothing; a newer part prepares.
+    apply(encodeCommand.txnForget({ txIds: [], belowRevision: 1n }));
+    expect(prepare({ ...transfer("t3"), minRevision: 2n }).outcome).toBe(TxnVote_Outcome.ABORTED);
+    expect(prepare({ ...transfer("t4"), minRevision: 3n }).outcome).toBe(TxnVote_Outcome.PREPARED);
+  });
 });

@@ -35,6 +35,7 @@ import {
   Command,
   type TxnDecision,
   TxnDecision as TxnDecisionCodec,
+  type TxnForget,
   type TxnPart,
   TxnPrepared,
   type TxnState,
@@ -72,6 +73,8 @@ export type ApplyResult =
   | { readonly type: "txnDecided"; readonly decision: TxnDecision }
   /** What this shard knows of a transaction, after a fence (its part, or its decision). */
   | { readonly type: "txnState"; readonly state: TxnState }
+  /** Decided transactions' records were deleted (see `TxnForget`). */
+  | { readonly type: "txnForgotten" }
   /**
    * The command touches keys a prepared cross-shard transaction has locked, and was not
    * applied: the proposer waits for that transaction to finish (`whenUnlocked`) and retries.
@@ -475,6 +478,7 @@ export class KvStore implements StateMachine<ApplyResult> {
       if (command.txnDecide)
         return { type: "txnDecided", decision: this.decideTxn(command.txnDecide, events) };
       if (command.txnFence) return this.fenceTxn(Buffer.from(command.txnFence.txId));
+      if (command.txnForget) return this.forgetTxns(command.txnForget);
       const holder = this.lockedBy(command);
       if (holder) return { type: "locked", holder: holder.txId };
       if (command.put) {
@@ -870,6 +874,10 @@ export class KvStore implements StateMachine<ApplyResult> {
     const txId = Buffer.from(part.txId);
     const existing = this.intents.get(txId);
     if (existing) return { type: "txnVote", vote: existing.vote };
+    // Perhaps a late duplicate of a transaction whose record is forgotten (see TxnForget).
+    const floor = this.forgottenBelow();
+    if (floor > 0 && part.minRevision <= BigInt(floor))
+      return { type: "txnVote", vote: refusal(TxnVote_Outcome.ABORTED) };
     if (this.txnRecord(txId)) return { type: "txnVote", vote: refusal(TxnVote_Outcome.ABORTED) };
     const txn = part.txn ?? emptyTxn;
     const locks = txnLocks(txn);
@@ -1017,6 +1025,31 @@ export class KvStore implements StateMachine<ApplyResult> {
     }
     const decided = this.decideTxn({ txId, commit: false, revision: 0n, succeeded: false }, undefined);
     return { type: "txnState", state: { decided } };
+  }
+
+  /**
+   * Deletes the records of transactions decided in every shard, and refuses from now on the
+   * parts at or below `belowRevision` (see TxnForget: their late duplicates among them).
+   */
+  private forgetTxns(forget: TxnForget): ApplyResult {
+    const del = this.stmt("DELETE FROM txn_record WHERE tx_id = ?");
+    for (const txId of forget.txIds) del.run(Buffer.from(txId));
+    this.stmt("UPDATE txn_forgotten SET below_revision = MAX(below_revision, ?) WHERE id = 0").run(
+      forget.belowRevision,
+    );
+    return { type: "txnForgotten" };
+  }
+
+  /** Parts whose min_revision is at or below this are refused (0: none). */
+  private forgottenBelow(): number {
+    return (
+      this.stmt("SELECT below_revision FROM txn_forgotten WHERE id = 0").get() as { below_revision: number }
+    ).below_revision;
+  }
+
+  /** How many transaction records this shard keeps (decided, not yet forgotten). */
+  txnRecordCount(): number {
+    return (this.stmt("SELECT count(*) AS n FROM txn_record").get() as { n: number }).n;
   }
 
   /** The decision this shard applied for a transaction, if any. */

@@ -60,5 +60,12 @@ export function createSchema(db: Database.Database): void {
       tx_id BLOB PRIMARY KEY,
       decision BLOB NOT NULL
     ) WITHOUT ROWID;
+    -- The highest below_revision of the TxnForget commands applied: records of transactions
+    -- forgotten below it are deleted, and parts whose min_revision is at or below it refused.
+    CREATE TABLE IF NOT EXISTS txn_forgotten (
+      id INTEGER PRIMARY KEY CHECK (id = 0),
+      below_revision INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO txn_forgotten (id, below_revision) VALUES (0, 0);
   `);
 }

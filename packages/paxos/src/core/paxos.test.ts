@@ -414,7 +414,10 @@ describe("leadership transfer", () => {
     c.deliver(CoreCluster.isolate("n3"));
     expect(c.node("n1").transferLeadership("n3")).toBe(true);
     c.drain("n1");
-    expect(c.inbox.some((m) => m.type === "timeoutNow"), "n3 has not caught up yet").toBe(false);
+    expect(
+      c.inbox.some((m) => m.type === "timeoutNow"),
+      "n3 has not caught up yet",
+    ).toBe(false);
     // Heartbeats bring n3 up to date (learn), then it is told to campaign, and wins.
     for (let i = 0; i < 5 && c.node("n3").status().role !== "leader"; i++) {
       c.tick("n1");

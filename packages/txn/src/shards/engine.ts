@@ -15,6 +15,7 @@ import {
 } from "@quorum/kv";
 import { type Clock, type Logger, silentLogger, systemClock } from "@quorum/transport";
 import { Counter, type Registry } from "prom-client";
+import { RecordForgetter } from "./forgetter.js";
 import { branchChanges, txnResponse, type Verdict, verdict } from "./outcome.js";
 import { planTxn, type TxnPlan } from "./plan.js";
 import { ShardTxnRecovery } from "./recovery.js";
@@ -34,6 +35,13 @@ export interface ShardTxnEngineOptions {
   readonly recoveryIntervalMs?: number;
   /** A prepared part this old (as this node has seen it) is finished by recovery; default requestTimeoutMs. */
   readonly staleAfterMs?: number;
+  /**
+   * How long after its decisions are applied everywhere a transaction's records are
+   * forgotten (`RecordForgetter`); default twice requestTimeoutMs.
+   */
+  readonly forgetAfterMs?: number;
+  /** How often due forgets are sent; default 1000. */
+  readonly forgetIntervalMs?: number;
   /** Uniform [0, 1) numbers for backoff jitter (seeded in simulation); default Math.random. */
   readonly random?: () => number;
   /** New transaction ids (16 bytes; seeded in simulation); default crypto's randomBytes. */
@@ -126,6 +134,7 @@ export class ShardTxnEngine implements CrossShardTxn {
   private readonly wallClock: () => number;
   private readonly outcomes: Counter<"outcome"> | undefined;
   private readonly recovery: ShardTxnRecovery;
+  private readonly forgetter: RecordForgetter;
   /** Transactions this node is coordinating now: recovery leaves them alone. */
   private readonly active = new Set<string>();
   private closed = false;
@@ -159,6 +168,12 @@ export class ShardTxnEngine implements CrossShardTxn {
       isActive: (txId) => this.active.has(txId),
       wallClock: this.wallClock,
       ...(options.metrics ? { metrics: options.metrics } : {}),
+    });
+    this.forgetter = new RecordForgetter(access, {
+      clock: this.clock,
+      logger: this.logger,
+      intervalMs: options.forgetIntervalMs ?? 1_000,
+      afterMs: options.forgetAfterMs ?? 2 * this.timeoutMs,
     });
   }
 
@@ -258,7 +273,7 @@ export class ShardTxnEngine implements CrossShardTxn {
         return { kind: "error", error: etcdErrors.timeout() };
       }
       if (r.kind === "aborted") {
-        this.abortEverywhere(txId, plan, deadline);
+        this.abortEverywhere(txId, plan, deadline, minRevision);
         if (refused !== undefined)
           return { kind: "retry", why: `conflict: ${refused}`, conflict: true, olderThanHolder: older };
         if (transient(failure) && this.clock.now() < deadline)
@@ -270,11 +285,11 @@ export class ShardTxnEngine implements CrossShardTxn {
       v = r.verdict;
     }
     if (!v.commit) {
-      this.abortEverywhere(txId, plan, deadline);
+      this.abortEverywhere(txId, plan, deadline, minRevision);
       return { kind: "error", error: v.error };
     }
     const decision: TxnDecision = { txId, commit: true, revision: v.revision, succeeded: v.succeeded };
-    for (const shard of plan.shards) this.background(this.decide(shard, decision, deadline + this.timeoutMs));
+    this.decideEverywhere(plan, decision, deadline + this.timeoutMs, minRevision);
     // A branch that changes nothing leaves the revision where it was: its reads are as of the one below.
     const revision = branchChanges(req, plan, votes, v.succeeded) ? v.revision : v.revision - 1n;
     return { kind: "done", response: txnResponse(req, plan, votes, v.succeeded, revision) };
@@ -318,9 +333,23 @@ export class ShardTxnEngine implements CrossShardTxn {
     }
   }
 
-  private abortEverywhere(txId: Buffer, plan: TxnPlan, deadline: number): void {
+  private abortEverywhere(txId: Buffer, plan: TxnPlan, deadline: number, minRevision: bigint): void {
     const abort: TxnDecision = { txId, commit: false, revision: 0n, succeeded: false };
-    for (const shard of plan.shards) this.background(this.decide(shard, abort, deadline));
+    this.decideEverywhere(plan, abort, deadline, minRevision);
+  }
+
+  /** Sends the decision to every shard in the background; once all applied it, its records may go. */
+  private decideEverywhere(
+    plan: TxnPlan,
+    decision: TxnDecision,
+    deadline: number,
+    minRevision: bigint,
+  ): void {
+    this.background(
+      Promise.all(plan.shards.map((shard) => this.decide(shard, decision, deadline))).then(() =>
+        this.forgetter.decidedEverywhere(Buffer.from(decision.txId), plan.shards, minRevision),
+      ),
+    );
   }
 
   /** Work whose failure recovery covers: logged, never thrown. */
@@ -340,8 +369,14 @@ export class ShardTxnEngine implements CrossShardTxn {
     return this.recovery.runOnce();
   }
 
+  /** Sends the forgets that are due now (tests); it also runs every `forgetIntervalMs`. */
+  forgetNow(): Promise<number> {
+    return this.forgetter.runOnce();
+  }
+
   close(): void {
     this.closed = true;
     this.recovery.close();
+    this.forgetter.close();
   }
 }

@@ -65,7 +65,7 @@ export interface SimShardsOptions {
 export interface ProtocolStep {
   readonly node: SimShardNode;
   readonly role: "coordinator" | "participant";
-  readonly op: "prepare" | "decide" | "fence";
+  readonly op: "prepare" | "decide" | "fence" | "forget";
   readonly phase: "before" | "after";
   readonly shard: number;
 }
@@ -290,6 +290,8 @@ export function simShards(sim: Simulation, ids: readonly string[], options: SimS
       decide: (shard, decision) =>
         toLeader("decide", shard, decision.txId, (svc) => svc.decideTxn(decision, true)),
       fence: (shard, txId) => toLeader("fence", shard, txId, (svc) => svc.fenceTxn(txId, true)),
+      forget: (shard, forget) =>
+        toLeader("forget", shard, forget.txIds[0] ?? Buffer.alloc(0), (svc) => svc.forgetTxns(forget, true)),
       prepared: (shard) => local.prepared(shard),
       leads: (shard) => local.leads(shard),
       maxKnown: () => local.maxKnown(),

@@ -57,8 +57,9 @@ export interface Command {
   /** Transactions over several shards (two-phase commit, see README "Cross-shard Txn"). */
   txnPrepare?: TxnPart | undefined;
   txnDecide?: TxnDecision | undefined;
-  txnFence?:
-    | TxnFence
+  txnFence?: TxnFence | undefined;
+  txnForget?:
+    | TxnForget
     | undefined;
   /**
    * Sharding: the store first raises its revision to at least `floor` (the highest cluster
@@ -257,6 +258,21 @@ export interface TxnFence {
   txId: Buffer;
 }
 
+/**
+ * Sent by a transaction's coordinator once every shard has applied its decision (and some
+ * seconds later): the shard deletes those transactions' records (table txn_record), and from
+ * then on refuses, as ABORTED, every part whose min_revision is at or below the highest
+ * below_revision it was sent. So a late duplicate of a forgotten transaction's prepare can
+ * never be prepared again (it would hold its locks until recovery, which could even commit it
+ * a second time from another shard's record). A live transaction whose min_revision is that
+ * old (seconds) retries with a fresh one.
+ */
+export interface TxnForget {
+  txIds: Buffer[];
+  /** The highest min_revision among the forgotten transactions' parts. */
+  belowRevision: bigint;
+}
+
 /** What a shard knows of a transaction: its prepared part (and vote), or its decision. */
 export interface TxnState {
   prepared?: TxnPrepared | undefined;
@@ -271,6 +287,7 @@ export interface ShardTxnOp {
     | undefined;
   /** The transaction id to fence. */
   fence?: Buffer | undefined;
+  forget?: TxnForget | undefined;
 }
 
 export interface ShardTxnBatch {
@@ -282,7 +299,11 @@ export interface ShardTxnResult {
   vote?: TxnVote | undefined;
   decision?: TxnDecision | undefined;
   state?: TxnState | undefined;
-  error?: ShardTxnError | undefined;
+  error?:
+    | ShardTxnError
+    | undefined;
+  /** The shard applied a forget. */
+  forgotten?: boolean | undefined;
 }
 
 export interface ShardTxnError {
@@ -308,6 +329,7 @@ function createBaseCommand(): Command {
     txnPrepare: undefined,
     txnDecide: undefined,
     txnFence: undefined,
+    txnForget: undefined,
     floor: 0n,
     batch: [],
   };
@@ -344,6 +366,9 @@ export const Command: MessageFns<Command> = {
     }
     if (message.txnFence !== undefined) {
       TxnFence.encode(message.txnFence, writer.uint32(82).fork()).join();
+    }
+    if (message.txnForget !== undefined) {
+      TxnForget.encode(message.txnForget, writer.uint32(90).fork()).join();
     }
     if (message.floor !== 0n) {
       if (BigInt.asUintN(64, message.floor) !== message.floor) {
@@ -450,6 +475,14 @@ export const Command: MessageFns<Command> = {
             message.txnFence = TxnFence.decode(reader, reader.uint32());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.txnForget = TxnForget.decode(reader, reader.uint32());
+            continue;
+          }
           case 16: {
             if (tag !== 128) {
               break;
@@ -518,6 +551,11 @@ export const Command: MessageFns<Command> = {
         : isSet(object.txn_fence)
         ? TxnFence.fromJSON(object.txn_fence)
         : undefined,
+      txnForget: isSet(object.txnForget)
+        ? TxnForget.fromJSON(object.txnForget)
+        : isSet(object.txn_forget)
+        ? TxnForget.fromJSON(object.txn_forget)
+        : undefined,
       floor: isSet(object.floor) ? BigInt(object.floor) : 0n,
       batch: globalThis.Array.isArray(object?.batch)
         ? object.batch.map((e: any) => Buffer.from(bytesFromBase64(e)))
@@ -556,6 +594,9 @@ export const Command: MessageFns<Command> = {
     }
     if (message.txnFence !== undefined) {
       obj.txnFence = TxnFence.toJSON(message.txnFence);
+    }
+    if (message.txnForget !== undefined) {
+      obj.txnForget = TxnForget.toJSON(message.txnForget);
     }
     if (message.floor !== 0n) {
       obj.floor = message.floor.toString();
@@ -596,6 +637,9 @@ export const Command: MessageFns<Command> = {
       : undefined;
     message.txnFence = (object.txnFence !== undefined && object.txnFence !== null)
       ? TxnFence.fromPartial(object.txnFence)
+      : undefined;
+    message.txnForget = (object.txnForget !== undefined && object.txnForget !== null)
+      ? TxnForget.fromPartial(object.txnForget)
       : undefined;
     message.floor = (object.floor !== undefined && object.floor !== null) ? BigInt(object.floor) : 0n;
     message.batch = object.batch?.map((e) => e) || [];
@@ -1465,6 +1509,104 @@ export const TxnFence: MessageFns<TxnFence> = {
   },
 };
 
+function createBaseTxnForget(): TxnForget {
+  return { txIds: [], belowRevision: 0n };
+}
+
+export const TxnForget: MessageFns<TxnForget> = {
+  encode(message: TxnForget, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.txIds) {
+      writer.uint32(10).bytes(v!);
+    }
+    if (message.belowRevision !== 0n) {
+      if (BigInt.asUintN(64, message.belowRevision) !== message.belowRevision) {
+        throw new globalThis.Error("value provided for field message.belowRevision of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.belowRevision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TxnForget {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTxnForget();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.txIds.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.belowRevision = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TxnForget {
+    return {
+      txIds: globalThis.Array.isArray(object?.txIds)
+        ? object.txIds.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.tx_ids)
+        ? object.tx_ids.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      belowRevision: isSet(object.belowRevision)
+        ? BigInt(object.belowRevision)
+        : isSet(object.below_revision)
+        ? BigInt(object.below_revision)
+        : 0n,
+    };
+  },
+
+  toJSON(message: TxnForget): unknown {
+    const obj: any = {};
+    if (message.txIds?.length) {
+      obj.txIds = message.txIds.map((e) => base64FromBytes(e));
+    }
+    if (message.belowRevision !== 0n) {
+      obj.belowRevision = message.belowRevision.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TxnForget>, I>>(base?: I): TxnForget {
+    return TxnForget.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TxnForget>, I>>(object: I): TxnForget {
+    const message = createBaseTxnForget();
+    message.txIds = object.txIds?.map((e) => e) || [];
+    message.belowRevision = (object.belowRevision !== undefined && object.belowRevision !== null)
+      ? BigInt(object.belowRevision)
+      : 0n;
+    return message;
+  },
+};
+
 function createBaseTxnState(): TxnState {
   return { prepared: undefined, decided: undefined };
 }
@@ -1555,7 +1697,7 @@ export const TxnState: MessageFns<TxnState> = {
 };
 
 function createBaseShardTxnOp(): ShardTxnOp {
-  return { shard: 0, prepare: undefined, decide: undefined, fence: undefined };
+  return { shard: 0, prepare: undefined, decide: undefined, fence: undefined, forget: undefined };
 }
 
 export const ShardTxnOp: MessageFns<ShardTxnOp> = {
@@ -1571,6 +1713,9 @@ export const ShardTxnOp: MessageFns<ShardTxnOp> = {
     }
     if (message.fence !== undefined) {
       writer.uint32(34).bytes(message.fence);
+    }
+    if (message.forget !== undefined) {
+      TxnForget.encode(message.forget, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -1620,6 +1765,14 @@ export const ShardTxnOp: MessageFns<ShardTxnOp> = {
             message.fence = Buffer.from(reader.bytes());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.forget = TxnForget.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1638,6 +1791,7 @@ export const ShardTxnOp: MessageFns<ShardTxnOp> = {
       prepare: isSet(object.prepare) ? TxnPart.fromJSON(object.prepare) : undefined,
       decide: isSet(object.decide) ? TxnDecision.fromJSON(object.decide) : undefined,
       fence: isSet(object.fence) ? Buffer.from(bytesFromBase64(object.fence)) : undefined,
+      forget: isSet(object.forget) ? TxnForget.fromJSON(object.forget) : undefined,
     };
   },
 
@@ -1655,6 +1809,9 @@ export const ShardTxnOp: MessageFns<ShardTxnOp> = {
     if (message.fence !== undefined) {
       obj.fence = base64FromBytes(message.fence);
     }
+    if (message.forget !== undefined) {
+      obj.forget = TxnForget.toJSON(message.forget);
+    }
     return obj;
   },
 
@@ -1671,6 +1828,9 @@ export const ShardTxnOp: MessageFns<ShardTxnOp> = {
       ? TxnDecision.fromPartial(object.decide)
       : undefined;
     message.fence = object.fence ?? undefined;
+    message.forget = (object.forget !== undefined && object.forget !== null)
+      ? TxnForget.fromPartial(object.forget)
+      : undefined;
     return message;
   },
 };
@@ -1743,7 +1903,7 @@ export const ShardTxnBatch: MessageFns<ShardTxnBatch> = {
 };
 
 function createBaseShardTxnResult(): ShardTxnResult {
-  return { vote: undefined, decision: undefined, state: undefined, error: undefined };
+  return { vote: undefined, decision: undefined, state: undefined, error: undefined, forgotten: undefined };
 }
 
 export const ShardTxnResult: MessageFns<ShardTxnResult> = {
@@ -1759,6 +1919,9 @@ export const ShardTxnResult: MessageFns<ShardTxnResult> = {
     }
     if (message.error !== undefined) {
       ShardTxnError.encode(message.error, writer.uint32(34).fork()).join();
+    }
+    if (message.forgotten !== undefined) {
+      writer.uint32(40).bool(message.forgotten);
     }
     return writer;
   },
@@ -1808,6 +1971,14 @@ export const ShardTxnResult: MessageFns<ShardTxnResult> = {
             message.error = ShardTxnError.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.forgotten = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1826,6 +1997,7 @@ export const ShardTxnResult: MessageFns<ShardTxnResult> = {
       decision: isSet(object.decision) ? TxnDecision.fromJSON(object.decision) : undefined,
       state: isSet(object.state) ? TxnState.fromJSON(object.state) : undefined,
       error: isSet(object.error) ? ShardTxnError.fromJSON(object.error) : undefined,
+      forgotten: isSet(object.forgotten) ? globalThis.Boolean(object.forgotten) : undefined,
     };
   },
 
@@ -1842,6 +2014,9 @@ export const ShardTxnResult: MessageFns<ShardTxnResult> = {
     }
     if (message.error !== undefined) {
       obj.error = ShardTxnError.toJSON(message.error);
+    }
+    if (message.forgotten !== undefined) {
+      obj.forgotten = message.forgotten;
     }
     return obj;
   },
@@ -1861,6 +2036,7 @@ export const ShardTxnResult: MessageFns<ShardTxnResult> = {
     message.error = (object.error !== undefined && object.error !== null)
       ? ShardTxnError.fromPartial(object.error)
       : undefined;
+    message.forgotten = object.forgotten ?? undefined;
     return message;
   },
 };
