@@ -43,7 +43,9 @@ export class RecordForgetter {
   ) {
     this.maxPerCommand = options.maxPerCommand ?? 1_000;
     this.timer = every(options.clock, options.intervalMs, () => {
-      void this.runOnce();
+      this.runOnce().catch((err: unknown) =>
+        options.logger.warn({ err: String(err) }, "forgetting cross-shard txn records failed"),
+      );
     });
   }
 
@@ -54,6 +56,7 @@ export class RecordForgetter {
 
   /** Sends the forgets that are due; resolves with how many transactions every shard forgot. */
   async runOnce(): Promise<number> {
+    if (this.closed) return 0;
     const cutoff = this.options.clock.now() - this.options.afterMs;
     // Only below the highest revision this node knows now: a transaction starts at the
     // revision its node knows, so the floor stays below every one starting from here on. (An
