@@ -45,7 +45,7 @@ describe("WalCheckpointer", () => {
       const [r] = db.pragma("wal_checkpoint(PASSIVE)") as { log: number }[];
       expect(r!.log).toBeLessThan(10);
     } finally {
-      checkpointer.close();
+      expect(checkpointer.close()).toBe(true);
       db.close();
     }
   });
@@ -72,15 +72,14 @@ describe("WalCheckpointer", () => {
       expect(statSync(`${path}-wal`).size).toBeLessThan(16 * 1024 * 1024);
       expect(db.prepare("SELECT COUNT(*) AS n FROM t").get()).toEqual({ n: 10_001 });
     } finally {
-      checkpointer.close();
+      expect(checkpointer.close()).toBe(true);
       db.close();
     }
   });
 
   it("closes at once when its worker could not open the file", () => {
     const checkpointer = new WalCheckpointer(join(tmpdir(), "no-such-dir-quorum", "kv.db"));
-    const started = Date.now();
-    checkpointer.close(5_000);
-    expect(Date.now() - started).toBeLessThan(4_000);
+    // The worker marks itself closed when it cannot open the file: no wait runs out.
+    expect(checkpointer.close(5_000)).toBe(true);
   });
 });

@@ -106,12 +106,14 @@ export class WalCheckpointer {
 
   /**
    * Stops checkpointing and closes the worker's connection, blocking (at most `waitMs`) until
-   * it is closed: the store may then remove or replace the file's WAL.
+   * it is closed: the store may then remove or replace the file's WAL. Returns whether the
+   * worker said so (false: it did not answer within `waitMs`).
    */
-  close(waitMs = 10_000): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.worker.postMessage("close");
-    Atomics.wait(this.shared, 0, 0, waitMs);
+  close(waitMs = 10_000): boolean {
+    if (!this.closed) {
+      this.closed = true;
+      this.worker.postMessage("close");
+    }
+    return Atomics.wait(this.shared, 0, 0, waitMs) !== "timed-out";
   }
 }

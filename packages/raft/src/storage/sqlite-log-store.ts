@@ -253,7 +253,7 @@ export class SqliteLogStore implements LogStore {
       offset += e.data.byteLength;
       return [e.index, e.term, TYPE_CODES[e.type], offset - e.data.byteLength, e.data.byteLength] as const;
     });
-    const done = this.writer!.post({
+    return this.writer!.post({
       op: "save",
       mustSync,
       update: {
@@ -263,7 +263,6 @@ export class SqliteLogStore implements LogStore {
         data,
       },
     });
-    return done;
   }
 
   private applyUpdate(update: LogUpdate): void {
